@@ -1,0 +1,178 @@
+"""Drawing the parameters of a synthesis call (all randomness lives here)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from syntumor_core.errors import MaskError, OrganTooSmallError
+from syntumor_core.synthesis.config import LesionGroup, OrganProfile, TumorType
+from syntumor_core.synthesis.effects import VesselDetector
+from syntumor_core.synthesis.params import BlendParams, EllipsoidParams, SynthesisParams
+from syntumor_core.synthesis.placement import OrganGeometry, sample_centre
+from syntumor_core.synthesis.shape import Shape, grid_shape, rasterize_ellipsoid, tumor_shape
+from syntumor_core.synthesis.texture import sample_texture
+
+logger = logging.getLogger(__name__)
+
+
+def check_room(geometry: OrganGeometry | None, tumor: TumorType, organ: str) -> OrganGeometry:
+    if geometry is None:
+        raise MaskError("organ mask is empty: it has no voxel to put a tumor in")
+    smallest = tumor.smallest_semi_axis_mm
+    needed = 4.0 / 3.0 * np.pi * smallest**3
+    if geometry.volume_mm3 < needed:
+        raise OrganTooSmallError(
+            f"organ too small for tumor type {tumor.name!r}: the {organ} mask holds "
+            f"{geometry.volume_mm3 / 1000:.2f} ml, less than the smallest such tumor "
+            f"({needed / 1000:.2f} ml, semi-axes {smallest} mm)"
+        )
+    return geometry
+
+
+def _draw_ellipsoid(group: LesionGroup, geometry, profile, rng, what: str) -> EllipsoidParams:
+    low, high = group.semi_axis_range_mm
+    semi_axes = tuple(
+        int(v) for v in rng.integers(max(1, low), max(1, high), size=3, endpoint=True)
+    )
+    sigma = group.sigma.draw(rng)
+    centre = sample_centre(geometry, profile.placement, rng=rng, what=what)
+    displacements = rng.normal(0.0, sigma, size=(3, 2, 3, 3))
+    return EllipsoidParams(
+        group=group.name,
+        semi_axes_mm=semi_axes,  # type: ignore[arg-type]
+        centre=centre,
+        sigma_mm=sigma,
+        displacements_mm=tuple(float(v) for v in displacements.ravel()),
+    )
+
+
+def placed_shape(ellipsoid: EllipsoidParams, spacing) -> Shape:
+    """The deformed shape of ``ellipsoid`` with its offset in volume indices."""
+    shape = tumor_shape(ellipsoid.semi_axes_mm, ellipsoid.displacement_array(), spacing)
+    offset = tuple(c + o for c, o in zip(ellipsoid.centre, shape.offset, strict=True))
+    return Shape(shape.mask, offset)  # type: ignore[arg-type]
+
+
+def clip_to_volume(shape: Shape, volume_shape) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """(volume box, matching box inside ``shape.mask``) of the part inside the volume."""
+    outer, inner = [], []
+    for offset, size, n in zip(shape.offset, shape.mask.shape, volume_shape, strict=True):
+        start, stop = max(0, offset), min(n, offset + size)
+        stop = max(start, stop)
+        outer.append(slice(start, stop))
+        inner.append(slice(start - offset, stop - offset))
+    return tuple(outer), tuple(inner)
+
+
+class _RealisticChecker:
+    """Scores candidate ellipsoids against vessels, the organ surface and earlier tumors."""
+
+    def __init__(self, image, geometry: OrganGeometry, profile: OrganProfile, vessels=None):
+        self.spec = profile.realistic
+        self.geometry = geometry
+        self.vessels = vessels or VesselDetector.fit(
+            image, geometry.mask, geometry.box, geometry.spacing, self.spec
+        )
+        self.placed: list[Shape] = []
+
+    def score(self, ellipsoid: EllipsoidParams) -> float:
+        """0 for an acceptable candidate; larger is worse."""
+        spacing = self.geometry.spacing
+        shape = placed_shape(ellipsoid, spacing)
+        outer, inner = clip_to_volume(shape, self.geometry.mask.shape)
+        mask = shape.mask[inner]
+        if mask.size == 0 or not mask.any():
+            return float("inf")
+        organ = self.geometry.mask[outer]
+        hits = int(np.count_nonzero(mask & organ & self.vessels.mask(outer)))  # type: ignore[arg-type]
+        grown_axes = tuple(a + self.spec.surface_margin_mm for a in ellipsoid.semi_axes_mm)
+        grown = rasterize_ellipsoid(grown_axes, spacing)
+        grid = grid_shape(grown_axes, spacing)
+        grown_offset = tuple(
+            c + o - n // 2 for c, o, n in zip(ellipsoid.centre, grown.offset, grid, strict=True)
+        )
+        g_outer, g_inner = clip_to_volume(Shape(grown.mask, grown_offset), self.geometry.mask.shape)  # type: ignore[arg-type]
+        inside = np.count_nonzero(grown.mask[g_inner] & self.geometry.mask[g_outer])
+        outside = 1.0 - inside / max(1, int(np.count_nonzero(grown.mask)))
+        overlap = (
+            0 if self.spec.allow_overlap else sum(_overlap(shape, other) for other in self.placed)
+        )
+        penalty = hits + overlap + max(0.0, outside - self.spec.max_outside_fraction) * mask.sum()
+        return float(penalty)
+
+    def accept(self, ellipsoid: EllipsoidParams) -> None:
+        self.placed.append(placed_shape(ellipsoid, self.geometry.spacing))
+
+
+def _overlap(a: Shape, b: Shape) -> int:
+    start = [max(x, y) for x, y in zip(a.offset, b.offset, strict=True)]
+    stop = [min(x, y) for x, y in zip(a.stop, b.stop, strict=True)]
+    if any(lo >= hi for lo, hi in zip(start, stop, strict=True)):
+        return 0
+    part_a = a.mask[
+        tuple(slice(lo - o, hi - o) for lo, hi, o in zip(start, stop, a.offset, strict=True))
+    ]
+    part_b = b.mask[
+        tuple(slice(lo - o, hi - o) for lo, hi, o in zip(start, stop, b.offset, strict=True))
+    ]
+    return int(np.count_nonzero(part_a & part_b))
+
+
+def sample_synthesis(
+    image: np.ndarray,
+    geometry: OrganGeometry | None,
+    profile: OrganProfile,
+    *,
+    tumor_type: str,
+    realistic: bool,
+    rng: np.random.Generator,
+    vessels: VesselDetector | None = None,
+) -> SynthesisParams:
+    """Draw every random number of one call, in a fixed order, from ``rng``.
+
+    ``vessels`` (profile ``realistic``) is fitted here when not given.
+    """
+    tumor = profile.tumor_type(tumor_type)
+    geometry = check_room(geometry, tumor, profile.organ)
+    checker = _RealisticChecker(image, geometry, profile, vessels) if realistic else None
+    ellipsoids = []
+    for group in tumor.groups:
+        count = int(rng.integers(group.count[0], group.count[1], endpoint=True))
+        for index in range(count):
+            what = f"a {group.name} tumor ({tumor_type}, ellipsoid {index + 1} of {count})"
+            if checker is None:
+                ellipsoids.append(_draw_ellipsoid(group, geometry, profile, rng, what))
+                continue
+            best, best_score = None, float("inf")
+            for _ in range(profile.realistic.max_candidates):
+                candidate = _draw_ellipsoid(group, geometry, profile, rng, what)
+                score = checker.score(candidate)
+                if score < best_score:
+                    best, best_score = candidate, score
+                if score == 0:
+                    break
+            if best_score > 0:
+                logger.info(
+                    "no clean placement for %s; kept the best (penalty %.0f)", what, best_score
+                )
+            checker.accept(best)  # type: ignore[arg-type]
+            ellipsoids.append(best)
+    appearance = tumor.appearance
+    texture = sample_texture(profile.texture, rng=rng)
+    blend = BlendParams(
+        kind=appearance.kind,
+        blur_sigma_mm=float(rng.uniform(*appearance.blur_sigma_mm)),
+        difference_hu=float(rng.uniform(*appearance.difference_hu)),
+        fluid_hu=float(rng.uniform(*appearance.fluid_hu)),
+    )
+    return SynthesisParams(
+        organ=profile.organ,
+        profile="realistic" if realistic else "paper",
+        tumor_type=tumor_type,
+        axial_axis=geometry.axial_axis,
+        ellipsoids=tuple(ellipsoids),
+        texture=texture,
+        blend=blend,
+    )
