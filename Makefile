@@ -1,0 +1,38 @@
+# SynTumor: `make run` starts the demo, `make test` runs the test suite.
+# Both set up everything they need on a fresh machine, idempotently.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LITS_PACKAGE := liver-ct-segmentation-package==1.6.0
+PYTEST_ARGS ?= -n 2
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# The local CPU build of torch first: anything that pulls torch later finds it installed.
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	# The real LiTS case 117 (its declared dependencies pin an ancient torch: --no-deps).
+	$(PY) -m pip install --quiet --no-deps $(LITS_PACKAGE)
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m app.demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check syntumor_core app tests benchmarks
+	$(VENV)/bin/ruff format --check syntumor_core app tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/synthesis.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

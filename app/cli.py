@@ -1,0 +1,245 @@
+"""The ``syntumor`` command line.
+
+Every command prints a one-line error and exits with status 2 on bad input; heavy libraries
+are imported inside the commands so that ``syntumor --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="syntumor",
+    help="SynTumor: label-free tumor synthesis in CT.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sample_app = typer.Typer(
+    help="Real sample CT cases shipped by registry packages (local use only).", no_args_is_help=True
+)
+app.add_typer(sample_app, name="sample")
+
+EXIT_USAGE = 2
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on stderr and exit with status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the core's typed errors and missing files into one-line messages."""
+    from syntumor_core.errors import SynTumorError
+
+    try:
+        yield
+    except SynTumorError as error:
+        fail(str(error))
+    except FileNotFoundError as error:
+        fail(f"no such file: {error.filename}")
+    except PermissionError as error:
+        fail(f"permission denied: {error.filename}")
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[float], None]]:
+    """A rich progress bar on stderr; yields a callback taking a fraction in [0, 1]."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task(description, total=1.0)
+        yield lambda fraction: progress.update(task, completed=min(1.0, max(0.0, fraction)))
+        progress.update(task, completed=1.0)
+
+
+def _parse_triple(text: str, name: str, cast) -> tuple:
+    parts = text.replace("x", ",").replace("×", ",").split(",")
+    try:
+        values = tuple(cast(p) for p in parts if p.strip())
+    except ValueError:
+        fail(f"--{name} must be three numbers like 256,256,120; got {text!r}")
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        fail(f"--{name} must be one or three numbers; got {text!r}")
+    return values
+
+
+@app.command()
+def phantom(
+    out_image: Annotated[Path, typer.Option(help="Where to write the CT (.nii.gz).")],
+    out_label: Annotated[
+        Path | None, typer.Option(help="Where to write the organ label map.")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed gives the same phantom.")
+    ] = 0,
+    shape: Annotated[str, typer.Option(help="Voxels per axis, e.g. 256,256,120.")] = "256,256,120",
+    spacing: Annotated[str, typer.Option(help="Voxel size in mm, e.g. 1.5 or 0.8,0.8,1.")] = "1.5",
+    noise_sd: Annotated[float, typer.Option(help="Image noise standard deviation, HU.")] = 15.0,
+) -> None:
+    """Make a procedural abdominal CT phantom and its organ labels."""
+    from syntumor_core.phantom import LABELS, make_phantom
+    from syntumor_core.volume import save_nifti
+
+    shape_voxels = _parse_triple(shape, "shape", int)
+    spacing_mm = _parse_triple(spacing, "spacing", float)
+    with user_errors(), progress_bar("phantom") as progress:
+        result = make_phantom(seed, shape_voxels, spacing_mm, noise_sd=noise_sd, progress=progress)
+        save_nifti(result.image, out_image)
+        if out_label is not None:
+            save_nifti(result.labels, out_label)
+    typer.echo(f"wrote {out_image}" + (f" and {out_label}" if out_label else ""))
+    if out_label is not None:
+        typer.echo("labels: " + ", ".join(f"{value} {name}" for name, value in LABELS.items()))
+
+
+def _organ_mask(mask_path: Path, labels: list[int], image):
+    from syntumor_core.errors import MaskError
+    from syntumor_core.volume import load_label_nifti
+
+    mask_volume = load_label_nifti(mask_path)
+    if mask_volume.shape != image.shape:
+        raise MaskError(
+            f"mask {mask_path.name} has shape {mask_volume.shape}, image has {image.shape}"
+        )
+    import numpy as np
+
+    if not np.allclose(mask_volume.affine, image.affine, atol=1e-3):
+        raise MaskError(
+            f"mask {mask_path.name} and the image have different affines (not on the same grid)"
+        )
+    organ = np.isin(mask_volume.array, labels)
+    if not organ.any():
+        present = sorted(int(v) for v in np.unique(mask_volume.array))
+        raise MaskError(
+            f"mask {mask_path.name} has no voxel with label {labels}; labels present: {present}"
+        )
+    return organ
+
+
+@app.command()
+def synthesize(
+    image: Annotated[Path, typer.Option(help="CT image (.nii or .nii.gz), raw HU.")],
+    mask: Annotated[Path, typer.Option(help="Organ mask or label map, same grid as the image.")],
+    out_image: Annotated[Path, typer.Option(help="Where to write the image with tumors.")],
+    out_label: Annotated[
+        Path | None, typer.Option(help="Where to write the label (0, 1 organ, 2 tumor).")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Where to write the manifest (JSON).")
+    ] = None,
+    replay: Annotated[
+        Path | None, typer.Option(help="Regenerate the result of this manifest.")
+    ] = None,
+    mask_label: Annotated[
+        list[int] | None, typer.Option(help="Label value(s) of the organ in --mask.")
+    ] = None,
+    organ: Annotated[str, typer.Option(help="liver, pancreas or kidney.")] = "liver",
+    tumor_type: Annotated[
+        str, typer.Option("--type", help="Tumor type of the organ profile, e.g. tiny … mix.")
+    ] = "mix",
+    profile: Annotated[
+        str, typer.Option(help="paper (the released method) or realistic.")
+    ] = "paper",
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (drawn and recorded when omitted).")
+    ] = None,
+) -> None:
+    """Synthesize tumors into a CT inside an organ mask, or replay a manifest bit for bit."""
+    from syntumor_core import synthesis
+    from syntumor_core.volume import Volume, load_nifti, save_nifti
+
+    with user_errors():
+        ct = load_nifti(image)
+        recorded = synthesis.load_manifest(replay) if replay else None
+        labels = mask_label or (recorded or {}).get("source", {}).get("mask_labels") or [1]
+        organ_mask = _organ_mask(mask, list(labels), ct)
+        with progress_bar("synthesis") as progress:
+            if recorded is not None:
+                result = synthesis.replay(recorded, ct.array, organ_mask)
+            else:
+                result = synthesis.synthesize(
+                    ct.array,
+                    organ_mask,
+                    spacing=ct.spacing,
+                    seed=seed if seed is not None else secrets.randbelow(2**31),
+                    organ=organ,
+                    tumor_type=tumor_type,
+                    profile=profile,
+                    axial_axis=ct.axial_axis,
+                )
+            progress(0.8)
+            save_nifti(Volume(result.image, ct.affine), out_image)
+            if out_label is not None:
+                save_nifti(Volume(result.label, ct.affine), out_label)
+            if manifest is not None:
+                record = dict(result.manifest)
+                record["source"] = {
+                    "image": image.name,
+                    "mask": mask.name,
+                    "mask_labels": list(labels),
+                }
+                synthesis.save_manifest(record, manifest)
+    params = result.params
+    tumor_ml = (
+        int((result.label == synthesis.TUMOR_LABEL).sum())
+        * float(__import__("numpy").prod(ct.spacing))
+        / 1000
+    )
+    typer.echo(
+        f"{'replayed' if replay else 'synthesized'} {len(params.ellipsoids)} {params.tumor_type} ellipsoid(s) "
+        f"({params.organ}, {params.profile}): tumor {tumor_ml:.2f} ml -> {out_image}"
+    )
+
+
+@sample_app.command("lits117")
+def sample_lits117(
+    out_image: Annotated[Path, typer.Option(help="Where to write the CT (.nii.gz).")],
+    out_label: Annotated[
+        Path | None, typer.Option(help="Where to write the label (1 liver, 2 tumor).")
+    ] = None,
+) -> None:
+    """LiTS case 117 from the package liver-ct-segmentation-package (LiTS terms: keep it local)."""
+    from syntumor_core.samples import load_lits117
+    from syntumor_core.volume import save_nifti
+
+    with user_errors():
+        sample = load_lits117()
+        save_nifti(sample.image, out_image)
+        if out_label is not None:
+            save_nifti(sample.labels, out_label)
+    typer.echo(f"wrote {out_image} ({sample.source}); {sample.licence_note}")
+
+
+def main() -> None:
+    """Entry point of the ``syntumor`` console script."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
