@@ -185,9 +185,11 @@ class RealisticSpec:
         max_outside_fraction: ... except for this fraction of their volume.
         allow_overlap: whether ellipsoids of one call may overlap.
         max_candidates: candidate placements tried per ellipsoid before the best one is kept.
-        mass_effect: peak outward displacement of the parenchyma, as a fraction of the tumor's
-            mean semi-axis; 0 disables it.
+        mass_effect: strength A of the radial warp (tissue at distance r from the centre moves
+            outward by A · r · (1 − (r/L)²)² for r < L); 0 disables it.
         mass_effect_reach: how far the warp reaches, in multiples of the mean semi-axis.
+        mass_effect_min_radius_mm: tumors with a smaller mean semi-axis push nothing aside
+            (lesions under about 1.5 cm do not visibly displace the parenchyma).
         capsule_width_mm: width of the bright rim at the tumor edge; 0 disables it.
         capsule_hu: how much brighter the rim is than it would otherwise be.
     """
@@ -198,8 +200,9 @@ class RealisticSpec:
     max_outside_fraction: float = 0.1
     allow_overlap: bool = False
     max_candidates: int = 12
-    mass_effect: float = 0.25
-    mass_effect_reach: float = 2.5
+    mass_effect: float = 0.3
+    mass_effect_reach: float = 1.75
+    mass_effect_min_radius_mm: float = 8.0
     capsule_width_mm: float = 1.5
     capsule_hu: float = 30.0
 

@@ -80,24 +80,24 @@ def radial_warp(
     resampled. The image is interpolated linearly, the organ mask by nearest neighbour: the
     organ boundary near the tumor moves outward.
     """
-    reach = spec.mass_effect_reach * radius_mm
+    reach = float(spec.mass_effect_reach * radius_mm)
     axes = [
-        np.arange(n, dtype=np.float32) * s - c
+        np.arange(n, dtype=np.float32) * np.float32(s) - np.float32(c)
         for n, s, c in zip(image.shape, spacing, centre_mm, strict=True)
     ]
     squared = (
         axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2
     )
-    moving = np.nonzero(squared < reach**2)
+    moving = np.nonzero(squared < np.float32(reach**2))
     if moving[0].size == 0:
         return
-    keep = 1.0 - spec.mass_effect * (1.0 - squared[moving] / reach**2) ** 2
-    coordinates = np.stack(
-        [
-            (c + axes[a][moving[a]] * keep) / s
-            for a, (c, s) in enumerate(zip(centre_mm, spacing, strict=True))
-        ]
+    strength = np.float32(spec.mass_effect)
+    keep = (
+        np.float32(1.0) - strength * (np.float32(1.0) - squared[moving] / np.float32(reach**2)) ** 2
     )
+    coordinates = np.empty((3, keep.size), dtype=np.float32)
+    for axis, (c, s) in enumerate(zip(centre_mm, spacing, strict=True)):
+        coordinates[axis] = (np.float32(c) + axes[axis][moving[axis]] * keep) / np.float32(s)
     source_image = image.copy()
     image[moving] = ndimage.map_coordinates(
         source_image, coordinates, order=1, mode="nearest", prefilter=False

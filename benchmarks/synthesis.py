@@ -1,0 +1,105 @@
+"""Speed and memory of the synthesis engine, per tumor type and profile.
+
+For each volume (a 512×512×100 phantom at 1 mm, liver about 1.3 L, as in the spec's table of
+the original; and 512×512×300 at 0.8×0.8×1 mm) and each type, a fresh Python process imports
+SynTumor, loads the arrays, times the first call (imports and all set-up included) and then
+``--repeats`` more calls (median), and reports its peak resident memory. Run:
+
+    .venv/bin/python benchmarks/synthesis.py [--repeats 15] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "out"
+ORIGINAL_SECONDS = {"tiny": 0.089, "small": 0.098, "medium": 0.113, "large": 0.157, "mix": 0.191}
+VOLUMES = {
+    "512x512x100@1mm": ((512, 512, 100), (1.0, 1.0, 1.0)),
+    "512x512x300@0.8x0.8x1mm": ((512, 512, 300), (0.8, 0.8, 1.0)),
+}
+TYPES = ("tiny", "small", "medium", "large", "mix")
+
+WORKER = r"""
+import json, resource, sys, time
+started = time.perf_counter()
+import numpy as np
+from syntumor_core.synthesis import synthesize
+image = np.load(sys.argv[1]); mask = np.load(sys.argv[2])
+spacing = tuple(json.loads(sys.argv[3])); tumor_type = sys.argv[4]; profile = sys.argv[5]
+repeats = int(sys.argv[6])
+loaded = time.perf_counter()
+out = synthesize(image, mask, spacing=spacing, seed=0, tumor_type=tumor_type, profile=profile)
+first = time.perf_counter() - loaded
+first_with_imports = time.perf_counter() - started
+times, ellipsoids, voxels = [], [], []
+for seed in range(1, repeats + 1):
+    t0 = time.perf_counter()
+    out = synthesize(image, mask, spacing=spacing, seed=seed, tumor_type=tumor_type, profile=profile)
+    times.append(time.perf_counter() - t0)
+    ellipsoids.append(len(out.params.ellipsoids)); voxels.append(out.result.tumor_voxels)
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"median": float(np.median(times)), "first": first, "first_total": first_with_imports,
+                  "peak_mb": peak_mb, "ellipsoids": float(np.mean(ellipsoids)),
+                  "voxels": float(np.median(voxels)), "input_mb": (image.nbytes + mask.nbytes) / 2**20}))
+"""
+
+
+def prepare(name: str, shape, spacing) -> tuple[Path, Path]:
+    """Make (once) the phantom's image and liver mask as .npy files."""
+    from syntumor_core.phantom import make_phantom
+
+    image_path, mask_path = OUT / f"{name}_image.npy", OUT / f"{name}_liver.npy"
+    if not (image_path.exists() and mask_path.exists()):
+        OUT.mkdir(parents=True, exist_ok=True)
+        phantom = make_phantom(seed=0, shape=shape, spacing=spacing)
+        np.save(image_path, phantom.image.array.astype(np.float32))
+        np.save(mask_path, phantom.organ_mask("liver"))
+    return image_path, mask_path
+
+
+def run_case(image_path, mask_path, spacing, tumor_type, profile, repeats) -> dict:
+    command = [sys.executable, "-c", WORKER, str(image_path), str(mask_path), json.dumps(spacing),
+               tumor_type, profile, str(repeats)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="only the 512×512×100 volume")
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}")
+    print("| volume | profile | type | ellipsoids | tumor voxels | median s/call | original s | "
+          "ratio | s per tumor | first call s (+imports) | peak RSS MB |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    volumes = list(VOLUMES.items())[:1] if args.quick else list(VOLUMES.items())
+    for name, (shape, spacing) in volumes:
+        started = time.perf_counter()
+        image_path, mask_path = prepare(name, shape, spacing)
+        liver_ml = np.load(mask_path).sum() * float(np.prod(spacing)) / 1000
+        print(f"<!-- {name}: liver {liver_ml:.0f} ml, phantom ready in {time.perf_counter() - started:.0f} s -->")
+        for profile in ("paper", "realistic"):
+            for tumor_type in TYPES:
+                r = run_case(image_path, mask_path, spacing, tumor_type, profile, args.repeats)
+                original = ORIGINAL_SECONDS[tumor_type]
+                print(
+                    f"| {name} | {profile} | {tumor_type} | {r['ellipsoids']:.1f} | {r['voxels']:,.0f} | "
+                    f"{r['median']:.3f} | {original:.3f} | {r['median'] / original:.2f} | "
+                    f"{r['median'] / max(r['ellipsoids'], 1):.3f} | {r['first']:.2f} ({r['first_total']:.2f}) | "
+                    f"{r['peak_mb']:.0f} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
