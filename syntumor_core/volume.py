@@ -328,6 +328,10 @@ def _cast_for_saving(array: np.ndarray, dtype, path: Path) -> np.ndarray:
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
     target = array.dtype if dtype is None else np.dtype(dtype)
+    if dtype is None and target.kind in "iu" and target.itemsize == 8 and array.size:
+        low, high = array.min(), array.max()  # 64-bit labels: few viewers read int64 NIfTI
+        fits = [t for t in (np.uint8, np.int16, np.int32) if np.iinfo(t).min <= low <= high]
+        target = next((np.dtype(t) for t in fits if high <= np.iinfo(t).max), target)
     if target.kind not in "uif" or target.itemsize > 8:
         raise VolumeError(f"{path}: cannot save voxels as {target}; use an integer or float type")
     if target.kind in "ui" and array.dtype.kind == "f":
@@ -354,7 +358,8 @@ def save_nifti(volume: Volume, path: str | Path, *, dtype=None) -> Path:
         volume: the volume to write. Boolean arrays are written as uint8.
         path: destination ending in ``.nii`` or ``.nii.gz``; its folder must exist.
         dtype: voxel type on disk (e.g. ``np.int16`` for HU, ``np.uint8`` for labels); floats
-            are rounded when an integer type is asked for. Default: the array's own dtype.
+            are rounded when an integer type is asked for. Default: the array's own dtype,
+            except that 64-bit integers are narrowed to uint8, int16 or int32 when they fit.
 
     Returns:
         The path written.
@@ -371,7 +376,10 @@ def save_nifti(volume: Volume, path: str | Path, *, dtype=None) -> Path:
     affine = _check_affine(volume.affine, str(path))
     if not np.array_equal(affine.astype(np.float32).astype(np.float64), affine):
         logger.debug("%s: affine rounded to float32 for the NIfTI sform", path)
-    image = nib.Nifti1Image(array, affine, dtype=array.dtype)
+    try:
+        image = nib.Nifti1Image(array, affine, dtype=array.dtype)
+    except nib.spatialimages.HeaderDataError as exc:
+        raise VolumeError(f"{path}: NIfTI cannot store {array.dtype} voxels ({exc})") from exc
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm", "sec")
