@@ -22,7 +22,7 @@ CELLS = [
         "def show(pairs, titles):\n"
         "    fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 4))\n"
         "    for ax, image, title in zip(np.atleast_1d(axes), pairs, titles):\n"
-        "        ax.imshow(np.rot90(image), **WINDOW)\n"
+        "        ax.imshow(np.fliplr(np.rot90(image)), **WINDOW)  # radiological view: patient right on the left\n"
         "        ax.set_title(title)\n"
         "        ax.axis('off')\n"
         "    plt.show()\n\n"
