@@ -17,7 +17,11 @@ Box = tuple[slice, slice, slice]
 
 
 def _box_size(radius_mm: float, spacing) -> tuple[int, ...]:
-    return tuple(2 * max(0, int(np.floor(radius_mm / s))) + 1 for s in spacing)
+    """Odd box sizes reaching ``radius_mm`` each way: floor(radius / s) voxels, but at least
+    one where radius >= s / 2, so that a margin or rim does not vanish on coarse axes."""
+    return tuple(
+        2 * max(int(np.floor(radius_mm / s)), int(radius_mm >= 0.5 * s)) + 1 for s in spacing
+    )
 
 
 @dataclass(frozen=True, eq=False)

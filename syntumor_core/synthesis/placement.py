@@ -66,7 +66,10 @@ def _eroded_slice(geometry: OrganGeometry, index: int, erode_mm: float | None) -
     plane = np.squeeze(geometry.mask[tuple(box)], axis=axis)
     if erode_mm:
         in_plane = [s for a, s in enumerate(geometry.spacing) if a != axis]
-        size = tuple(max(1, int(round(erode_mm / s))) for s in in_plane)
+        # An odd, centred square: erode_mm = 5 at 1 mm is 5 voxels, i.e. 2 either side.
+        size = tuple(
+            2 * max(0, int(np.floor((erode_mm / s - 1.0) / 2.0 + 0.5))) + 1 for s in in_plane
+        )
         if max(size) > 1:
             # Erosion by a full rectangle, as separable minimum filters (outside counts as empty).
             plane = ndimage.minimum_filter(plane, size=size, mode="constant", cval=False)

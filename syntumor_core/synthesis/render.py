@@ -142,8 +142,9 @@ def _paint(
     )
     weight = soft * organ
     if blend.kind == "cyst":
-        inside = region[tumor]
-        level = float(inside.mean()) if inside.size else float(region.mean())
+        # "Noise" is the deviation from the local (1.5 mm) mean: deviations from the tumor's
+        # overall mean would carry the tissue's structure (e.g. renal sinus fat) into the cyst.
+        level = ndimage.gaussian_filter(region, [1.5 / s for s in spacing])
         fluid = blend.fluid_hu + profile.types[
             params.tumor_type
         ].appearance.fluid_noise_fraction * (region - level)
