@@ -57,10 +57,13 @@ CELLS = [
     new_markdown_cell(
         "## Profile `realistic`\n\n"
         "Adds vessel avoidance, collision and margin checks, mass effect (the liver boundary moves "
-        "outward) and a bright capsule rim."
+        "outward) and a bright capsule rim. Vessels are found by intensity; a known vessel mask (a "
+        "segmentation, or the phantom's own) can be added so that no tumor voxel lies on a vessel."
     ),
     new_code_cell(
-        "real = synthesize(ct, liver, spacing=spacing, seed=7, tumor_type='large', profile='realistic')\n"
+        "# The phantom knows its vessels; on real scans they are found by intensity alone.\n"
+        "real = synthesize(ct, liver, spacing=spacing, seed=7, tumor_type='large', profile='realistic',\n"
+        "                  vessel_mask=phantom.vessels)\n"
         "paper = results['large']\n"
         "k = tumor_slice(real.label)\n"
         "show([ct[:, :, k], paper.image[:, :, k], real.image[:, :, k]], ['before', 'paper', 'realistic'])\n"

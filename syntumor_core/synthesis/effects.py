@@ -38,7 +38,11 @@ class VesselDetector:
     threshold_hu: float
 
     @classmethod
-    def fit(cls, image, organ_mask, organ_box: Box, spacing, spec: RealisticSpec) -> VesselDetector:
+    def fit(
+        cls, image, organ_mask, organ_box: Box, spacing, spec: RealisticSpec, known=None
+    ) -> VesselDetector:
+        """Detect vessels in the organ's box; ``known`` (a vessel mask, e.g. from a vessel
+        segmentation) is added to what the threshold finds, before the dilation."""
         sigma = [1.0 / s for s in spacing]
         smoothed = ndimage.gaussian_filter(image[organ_box].astype(np.float32), sigma, truncate=2.5)
         organ = organ_mask[organ_box]
@@ -48,6 +52,8 @@ class VesselDetector:
         spread = 1.4826 * float(np.median(np.abs(values - median)))
         threshold = median + spec.vessel_threshold_sd * max(spread, 1.0)
         vessels = (smoothed > threshold) & organ
+        if known is not None:
+            vessels |= known[organ_box]
         if spec.vessel_margin_mm > 0:
             size = _box_size(spec.vessel_margin_mm, spacing)
             vessels = ndimage.maximum_filter(vessels, size=size, mode="constant", cval=False)

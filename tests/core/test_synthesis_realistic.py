@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from syntumor_core.synthesis import get_organ_profile, synthesize
+from syntumor_core.errors import ManifestError
+from syntumor_core.synthesis import get_organ_profile, replay, synthesize
 from syntumor_core.synthesis.effects import VesselDetector
 from syntumor_core.synthesis.placement import bounding_box
 
@@ -116,6 +117,30 @@ def test_realistic_tumors_avoid_the_phantom_vessels(phantom):
         _on(paper, vessels),
         _on(realistic, vessels),
     )
+
+
+def test_with_the_phantoms_vessel_mask_no_tumor_voxel_is_on_a_vessel(phantom):
+    liver = phantom.organ_mask("liver")
+    image, spacing, vessels = phantom.image.array, phantom.image.spacing, phantom.vessels
+    for tumor_type in ("medium", "large", "mix"):
+        for seed in range(2):
+            out = synthesize(
+                image,
+                liver,
+                spacing=spacing,
+                seed=seed,
+                tumor_type=tumor_type,
+                profile="realistic",
+                vessel_mask=vessels,
+            )
+            tumor = out.label == 2
+            assert tumor.any() and not (tumor & vessels).any(), (tumor_type, seed)
+    again = replay(out.manifest, image, liver, vessel_mask=vessels)
+    assert np.array_equal(again.image, out.image) and np.array_equal(again.label, out.label)
+    with pytest.raises(ManifestError, match="vessel mask"):
+        replay(out.manifest, image, liver)
+    with pytest.raises(ManifestError, match="vessel mask differs"):
+        replay(out.manifest, image, liver, vessel_mask=np.zeros_like(vessels))
 
 
 # --- realistic: mass effect and capsule ------------------------------------------------------------
