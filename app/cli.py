@@ -232,6 +232,16 @@ def sample_lits117(
     typer.echo(f"wrote {out_image} ({sample.source}); {sample.licence_note}")
 
 
+def _register_command_groups() -> None:
+    """Commands that live in their own modules (kept light: heavy imports stay inside them)."""
+    from app import cli_models
+
+    cli_models.register(app)
+
+
+_register_command_groups()
+
+
 def main() -> None:
     """Entry point of the ``syntumor`` console script."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
