@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -40,14 +41,14 @@ loaded = time.perf_counter()
 out = synthesize(image, mask, spacing=spacing, seed=0, tumor_type=tumor_type, profile=profile)
 first = time.perf_counter() - loaded
 first_with_imports = time.perf_counter() - started
-times, ellipsoids, voxels = [], [], []
+times, cpu, ellipsoids, voxels = [], [], [], []
 for seed in range(1, repeats + 1):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = synthesize(image, mask, spacing=spacing, seed=seed, tumor_type=tumor_type, profile=profile)
-    times.append(time.perf_counter() - t0)
+    times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
     ellipsoids.append(len(out.params.ellipsoids)); voxels.append(out.result.tumor_voxels)
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"median": float(np.median(times)), "first": first, "first_total": first_with_imports,
+print(json.dumps({"median": float(np.median(times)), "cpu": float(np.median(cpu)), "first": first, "first_total": first_with_imports,
                   "peak_mb": peak_mb, "ellipsoids": float(np.mean(ellipsoids)),
                   "voxels": float(np.median(voxels)), "input_mb": (image.nbytes + mask.nbytes) / 2**20}))
 """
@@ -79,9 +80,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only the 512×512×100 volume")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}")
-    print("| volume | profile | type | ellipsoids | tumor voxels | median s/call | original s | "
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    print("| volume | profile | type | ellipsoids | tumor voxels | median s/call | CPU s/call | original s | "
           "ratio | s per tumor | first call s (+imports) | peak RSS MB |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     volumes = list(VOLUMES.items())[:1] if args.quick else list(VOLUMES.items())
     for name, (shape, spacing) in volumes:
         started = time.perf_counter()
@@ -94,7 +96,7 @@ def main() -> None:
                 original = ORIGINAL_SECONDS[tumor_type]
                 print(
                     f"| {name} | {profile} | {tumor_type} | {r['ellipsoids']:.1f} | {r['voxels']:,.0f} | "
-                    f"{r['median']:.3f} | {original:.3f} | {r['median'] / original:.2f} | "
+                    f"{r['median']:.3f} | {r['cpu']:.3f} | {original:.3f} | {r['median'] / original:.2f} | "
                     f"{r['median'] / max(r['ellipsoids'], 1):.3f} | {r['first']:.2f} ({r['first_total']:.2f}) | "
                     f"{r['peak_mb']:.0f} |",
                     flush=True,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -26,10 +28,27 @@ from syntumor_core.synthesis.sampling import check_room, sample_synthesis
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Synthesis:
-    """A result with its manifest (``manifest`` is None when checksums were not asked for)."""
+    """A result and its manifest.
+
+    The manifest's input checksums (sha256 of image, mask and any vessel mask; about 0.1 s for
+    a 512×512×100 volume) are computed the first time ``manifest`` is read, so training loops
+    that never look at it do not pay for them. Read it before changing the input arrays.
+    """
 
     result: SynthesisResult
-    manifest: dict
+    record: dict
+    inputs: tuple[np.ndarray | None, ...] = ()
+
+    @functools.cached_property
+    def manifest(self) -> dict:
+        record = copy.deepcopy(self.record)
+        if self.inputs:
+            image, mask, vessels = self.inputs
+            record["input"]["image_sha256"] = array_checksum(image)
+            record["input"]["mask_sha256"] = array_checksum(mask)
+            if vessels is not None:
+                record["input"]["vessel_mask_sha256"] = array_checksum(vessels)
+        return record
 
     @property
     def image(self) -> np.ndarray:
@@ -99,8 +118,9 @@ def synthesize(
         vessel_mask: known vessels (profile ``realistic``): a boolean mask of the same shape,
             e.g. a vessel segmentation or a phantom's ``vessels``, added to the vessels found
             by intensity (which misses thin, dim vessel edges). Pass it to :func:`replay` too.
-        checksums: record sha256 checksums of the inputs in the manifest (about 0.1 s for a
-            512×512×100 volume); training pipelines that never replay can skip them.
+        checksums: record sha256 checksums of the inputs in the manifest (computed when the
+            manifest is first read, about 0.1 s for a 512×512×100 volume); with False the
+            manifest holds none and replays cannot verify their inputs.
 
     Returns:
         A :class:`Synthesis`: ``image`` (float32), ``label`` (uint8: 0, 1 organ, 2 tumor),
@@ -141,20 +161,20 @@ def synthesize(
         vessels=vessels,
     )
     result = render_synthesis(image, geometry, params, organ_profile, vessels=vessels)
-    manifest = build_manifest(
+    record = build_manifest(
         params=params.to_dict(),
         organ_profile=organ_profile.to_dict(),
         spacing=geometry.spacing,  # type: ignore[union-attr]
         shape=image.shape,
         seed=seed,
-        image_checksum=array_checksum(image) if checksums else None,
-        mask_checksum=array_checksum(geometry.mask) if checksums else None,  # type: ignore[union-attr]
+        image_checksum=None,
+        mask_checksum=None,
     )
-    if profile == "realistic" and vessel_mask is not None:
-        manifest["input"]["vessel_mask_sha256"] = (
-            array_checksum(_known_vessels(vessel_mask, image.shape)) if checksums else "given"
-        )
-    return Synthesis(result, manifest)
+    known = _known_vessels(vessel_mask, image.shape) if profile == "realistic" else None
+    if known is not None:
+        record["input"]["vessel_mask_sha256"] = "given"
+    inputs = (image, geometry.mask, known) if checksums else ()
+    return Synthesis(result, record, inputs)
 
 
 def _known_vessels(vessel_mask, shape) -> np.ndarray | None:

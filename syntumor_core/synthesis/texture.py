@@ -33,9 +33,9 @@ from scipy import ndimage
 
 from syntumor_core.synthesis.config import TextureSpec
 
-# The organ's box is padded by this many sigmas before filtering; with reflecting edges the
-# field stays seamless there, and tumors sit inside the organ, well away from the padding.
-MARGIN_SIGMAS = 1.5
+# The organ's box is padded by three sigmas (the spec's minimum margin) before filtering, so
+# the filters' edges never reach the organ.
+MARGIN_SIGMAS = 3.0
 
 
 @dataclass(frozen=True)

@@ -415,3 +415,15 @@ def test_property_tumor_inside_organ_and_nothing_outside_changes(case, tumor_typ
     )
     _assert_paper_invariants(image, mask, out)
     assert (out.label == 2).any()
+
+
+def test_checksums_can_be_skipped_and_are_computed_lazily(small_liver):
+    args = (small_liver.image, small_liver.mask)
+    fast = synthesize(
+        *args, spacing=small_liver.spacing, seed=5, tumor_type="small", checksums=False
+    )
+    assert fast.manifest["input"]["image_sha256"] is None
+    assert np.array_equal(replay(fast.manifest, *args).image, fast.image)
+    lazy = synthesize(*args, spacing=small_liver.spacing, seed=5, tumor_type="small")
+    assert "manifest" not in vars(lazy)  # nothing hashed until the manifest is read
+    assert len(lazy.manifest["input"]["image_sha256"]) == 64
