@@ -183,6 +183,8 @@ class RealisticSpec:
         vessel_margin_mm: vessels are dilated by this much before collision checks.
         surface_margin_mm: tumors keep this distance from the organ surface ...
         max_outside_fraction: ... except for this fraction of their volume.
+        max_vessel_fraction: candidates whose tumor covers more (dilated) vessel than this
+            fraction of its volume are redrawn; vessel voxels are carved out of the tumor anyway.
         allow_overlap: whether ellipsoids of one call may overlap.
         max_candidates: candidate placements tried per ellipsoid before the best one is kept.
         mass_effect: strength A of the radial warp (tissue at distance r from the centre moves
@@ -198,8 +200,9 @@ class RealisticSpec:
     vessel_margin_mm: float = 1.5
     surface_margin_mm: float = 3.0
     max_outside_fraction: float = 0.1
+    max_vessel_fraction: float = 0.02
     allow_overlap: bool = False
-    max_candidates: int = 12
+    max_candidates: int = 8
     mass_effect: float = 0.3
     mass_effect_reach: float = 1.75
     mass_effect_min_radius_mm: float = 8.0
@@ -207,6 +210,10 @@ class RealisticSpec:
     capsule_hu: float = 30.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.max_vessel_fraction <= 1.0:
+            raise ParameterError(
+                f"`max_vessel_fraction` must be in [0, 1], got {self.max_vessel_fraction}"
+            )
         if not 0.0 <= self.max_outside_fraction <= 1.0:
             raise ParameterError(
                 f"`max_outside_fraction` must be in [0, 1], got {self.max_outside_fraction}"

@@ -78,7 +78,13 @@ class _RealisticChecker:
         self.placed: list[Shape] = []
 
     def score(self, ellipsoid: EllipsoidParams) -> float:
-        """0 for an acceptable candidate; larger is worse."""
+        """0 for an acceptable candidate; larger is worse.
+
+        Penalties, as fractions of the tumor's volume: overlap with earlier tumors, vessel
+        voxels beyond ``max_vessel_fraction`` (a large tumor always meets some vessels; the
+        render carves them out of it), and volume outside the organ's margin beyond
+        ``max_outside_fraction``.
+        """
         spacing = self.geometry.spacing
         shape = placed_shape(ellipsoid, spacing)
         outer, inner = clip_to_volume(shape, self.geometry.mask.shape)
@@ -99,7 +105,12 @@ class _RealisticChecker:
         overlap = (
             0 if self.spec.allow_overlap else sum(_overlap(shape, other) for other in self.placed)
         )
-        penalty = hits + overlap + max(0.0, outside - self.spec.max_outside_fraction) * mask.sum()
+        size = float(np.count_nonzero(mask))
+        penalty = (
+            overlap / size
+            + max(0.0, hits / size - self.spec.max_vessel_fraction)
+            + max(0.0, outside - self.spec.max_outside_fraction)
+        )
         return float(penalty)
 
     def accept(self, ellipsoid: EllipsoidParams) -> None:
@@ -155,7 +166,7 @@ def sample_synthesis(
                     break
             if best_score > 0:
                 logger.info(
-                    "no clean placement for %s; kept the best (penalty %.0f)", what, best_score
+                    "no clean placement for %s; kept the best (penalty %.3f)", what, best_score
                 )
             checker.accept(best)  # type: ignore[arg-type]
             ellipsoids.append(best)
