@@ -119,7 +119,7 @@ def test_no_large_field_is_precomputed():
     liver_box = (slice(7, 140), slice(3, 110), slice(0, 93))
     field = build_texture(params, liver_box, (1.5, 1.5, 1.5))
     fine_voxels = 133 * 107 * 93
-    assert field.density.size * 10 < fine_voxels
+    assert field.density.size * 5 < fine_voxels  # even with the 3-sigma margin
     # A box larger than the original 420×300×320 fields (which crashed the release) at 1 mm.
     huge = (slice(0, 500), slice(0, 340), slice(0, 330))
     field = build_texture(params, huge, (1.0, 1.0, 1.0))
