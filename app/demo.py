@@ -46,6 +46,7 @@ def main(out_dir: Path = DEMO_DIR) -> int:
             organ=organ,
             tumor_type=tumor_type,
             profile=profile,
+            vessel_mask=phantom.vessels if profile == "realistic" else None,
         )
         stem = f"{organ}_{tumor_type}_{profile}"
         save_nifti(Volume(result.image, phantom.image.affine), out_dir / f"{stem}_ct.nii.gz")
