@@ -234,9 +234,10 @@ def sample_lits117(
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules (kept light: heavy imports stay inside them)."""
-    from app import cli_models
+    from app import cli_models, cli_segmentation, cli_training
 
-    cli_models.register(app)
+    for module in (cli_models, cli_segmentation, cli_training):
+        module.register(app)
 
 
 _register_command_groups()
