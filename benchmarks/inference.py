@@ -1,0 +1,237 @@
+"""Segmentation speed: parity vs fast mode vs a direct MONAI call, and their agreement.
+
+The volume is a 512×512×200 phantom at 0.8×0.8×1.5 mm (seed 0; 410×410×300 voxels and 2,250
+windows of 96³ at overlap 0.75 on the 1 mm grid). Networks have random-init weights (torch seed
+0): fine for timing; the agreement of random networks is a harsh test, since their logits are
+nearly tied everywhere while trained ones are confident almost everywhere.
+
+Columns: seconds per volume for the whole pipeline of :class:`Segmenter` (``parity``,
+``fast``) and for the bare call ``sliding_window_inference(x, (96,96,96), 1, model,
+overlap=0.75, mode="gaussian")`` on the preprocessed volume (``direct``, the authors'
+evaluation settings), the speed-up of ``fast`` over ``direct``, and the share of voxels where
+the final labels of fast and parity agree.
+
+Rows marked ``full`` ran on the whole volume. On a CPU the full runs take hours (Swin-UNETR
+tiny: ~15 s per window on two cores), so by default CPU rows are ``estimated``: the pipeline
+without the network is timed on the whole volume (a 1×1×1 convolution stands in for the
+network), the network on ``--sample-windows`` real windows of the volume, and the two are
+added up for the number of windows each mode runs; their agreement comes from full runs of
+both modes on a ``--crop-mm`` cube around the liver. ``--full`` runs everything in full.
+On CUDA, rows also show the peak GPU memory. Run:
+
+    .venv/bin/python benchmarks/inference.py [--device cpu|cuda|all] [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+from syntumor_core.inference import Segmenter, window_slices
+from syntumor_core.models import build_model
+from syntumor_core.phantom import make_phantom
+from syntumor_core.volume import Volume
+
+SHAPE, SPACING = (512, 512, 200), (0.8, 0.8, 1.5)
+ARCHS = {"cpu": ("unet", "swin_unetrv2_tiny"), "cuda": ("unet", "swin_unetrv2_base")}
+ROI = (96, 96, 96)
+
+
+def random_model(arch: str) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model(arch).eval()
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(device: str, function, *args, **kwargs):
+    """(result, seconds, peak GPU GiB or None)."""
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    synchronize(device)
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    return result, seconds, peak
+
+
+def direct_call(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return sliding_window_inference(batch, ROI, 1, model, overlap=0.75, mode="gaussian")
+
+
+def warm_up(segmenters: list[Segmenter], device: str) -> None:
+    window = torch.rand(1, 1, *ROI, device=device)
+    for segmenter in segmenters:
+        segmenter.sliding_window_logits(window)
+
+
+def stages(result) -> str:
+    return ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in result.timings.items())
+
+
+def run_full(volume: Volume, arch: str, device: str, explicit_direct: bool) -> list[dict]:
+    """Both modes (and on CUDA fast without autocast) and the direct call, whole volume.
+
+    With ``explicit_direct`` false, the direct call's time is parity's sliding-window stage,
+    which is that very call (plus a counter around the model).
+    """
+    model = random_model(arch)
+    segmenters = {"parity": Segmenter(model, arch=arch, mode="parity", device=device),
+                  "fast": Segmenter(model, arch=arch, mode="fast", device=device)}  # fmt: skip
+    if device == "cuda" and explicit_direct:
+        segmenters["fast, no AMP"] = Segmenter(model, arch=arch, device=device, amp=False)
+    warm_up(list(segmenters.values()), device)
+    results = {}
+    for mode, segmenter in segmenters.items():
+        results[mode] = timed(device, segmenter.predict, volume)
+        print(f"<!-- {device} {arch} {mode}: {stages(results[mode][0])} -->", flush=True)
+    direct_peak, how = None, "full; direct = parity's sliding-window stage"
+    direct = results["parity"][0].timings["sliding_window"]
+    if explicit_direct:
+        parity = segmenters["parity"]
+        batch = parity.preprocess(volume).as_tensor()[None]
+        _, direct, direct_peak = timed(device, direct_call, parity.model, batch)
+        how = "full"
+    reference = results["parity"][0].labels.array
+    return [
+        {"device": device, "arch": arch, "mode": mode, "seconds": seconds, "peak": peak,
+         "agreement": float(np.mean(result.labels.array == reference)), "direct": direct,
+         "direct_peak": direct_peak, "how": how}
+        for mode, (result, seconds, peak) in results.items()
+    ]  # fmt: skip
+
+
+def network_seconds_per_window(segmenter: Segmenter, windows: list[torch.Tensor]) -> float:
+    """Mean seconds of the network alone per window, in the segmenter's batch and layout."""
+    size = segmenter.sw_batch_size
+    groups = [torch.cat(windows[i : i + size]) for i in range(0, len(windows), size)]
+    with torch.inference_mode():
+        segmenter._forward(groups[0])  # warm-up
+        started = time.perf_counter()
+        for group in groups:
+            segmenter._forward(group)
+    return (time.perf_counter() - started) / sum(len(group) for group in groups)
+
+
+def crop_around_liver(volume: Volume, liver: np.ndarray, crop_mm: float) -> Volume:
+    centre = np.round(np.argwhere(liver).mean(axis=0)).astype(int)
+    half = [int(crop_mm / 2 / s) for s in volume.spacing]
+    box = tuple(slice(max(c - h, 0), c + h) for c, h in zip(centre, half, strict=True))
+    affine = volume.affine.copy()
+    affine[:3, 3] = volume.affine[:3, :3] @ np.array([s.start for s in box]) + affine[:3, 3]
+    return Volume(np.ascontiguousarray(volume.array[box]), affine)
+
+
+def run_estimated(volume: Volume, liver: np.ndarray, arch: str, args) -> list[dict]:
+    """CPU rows from the pipeline's fixed costs plus sampled network time (module docstring)."""
+    model = random_model(arch)
+    parity = Segmenter(model, arch=arch, mode="parity", device="cpu")
+    fast = Segmenter(model, arch=arch, mode="fast", device="cpu")
+    batch = parity.preprocess(volume).as_tensor()[None]
+    slices = window_slices(batch.shape[2:], ROI, 0.75)
+    jobs, _, _ = fast._plan_windows(batch, slices)
+    picks = np.linspace(0, len(slices) - 1, args.sample_windows).round().astype(int)
+    windows = [batch[(slice(None), slice(None), *slices[i])] for i in picks]
+    per_window = {
+        "parity": network_seconds_per_window(parity, windows),
+        "fast": network_seconds_per_window(fast, windows),
+    }
+    del batch
+    stand_in = nn.Conv3d(1, 3, kernel_size=1)
+    fixed = {}
+    for mode in ("parity", "fast"):
+        pipeline = Segmenter(stand_in, arch=arch, mode=mode, device="cpu")
+        result = pipeline.predict(volume)
+        fixed[mode] = (result.seconds, result.timings["sliding_window"])
+    run_counts = {"parity": len(slices), "fast": len(jobs)}
+    direct = fixed["parity"][1] + len(slices) * per_window["parity"]
+    small = crop_around_liver(volume, liver, args.crop_mm)
+    labels = {mode: segmenter.predict(small).labels.array for mode, segmenter in
+              (("parity", parity), ("fast", fast))}  # fmt: skip
+    agreement = float(np.mean(labels["parity"] == labels["fast"]))
+    how = f"estimated ({args.sample_windows} of {len(slices)} windows; agreement on a crop)"
+    return [
+        {"device": "cpu", "arch": arch, "mode": mode, "how": how, "direct": direct,
+         "seconds": fixed[mode][0] + run_counts[mode] * per_window[mode], "peak": None,
+         "agreement": 1.0 if mode == "parity" else agreement, "direct_peak": None}
+        for mode in ("parity", "fast")
+    ]  # fmt: skip
+
+
+def print_row(row: dict) -> None:
+    peak = f"{row['peak']:.1f}" if row["peak"] is not None else "-"
+    speedup = row["direct"] / row["seconds"]
+    print(
+        f"| {row['device']} | {row['arch']} | {row['mode']} | {row['seconds']:.1f} | "
+        f"{row['direct']:.1f} | {speedup:.2f}× | {100 * row['agreement']:.3f} % | {peak} | "
+        f"{row['how']} |",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
+    parser.add_argument("--full", action="store_true", help="full runs on the CPU too")
+    parser.add_argument("--shape", type=int, nargs=3, default=SHAPE)
+    parser.add_argument("--spacing", type=float, nargs=3, default=SPACING)
+    parser.add_argument("--archs", nargs="*", help="override the architectures per device")
+    parser.add_argument("--sample-windows", type=int, default=8)
+    parser.add_argument("--crop-mm", type=float, default=128.0)
+    parser.add_argument(
+        "--explicit-direct",
+        nargs="*",
+        default=["unet"],
+        help="networks whose direct MONAI call is run on its own in full runs (the others "
+        "take parity's sliding-window stage, the same call)",
+    )
+    args = parser.parse_args()
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    if "cuda" in devices and not torch.cuda.is_available():
+        devices.remove("cuda")
+        print("(no CUDA device: CPU rows only)")
+    started = time.perf_counter()
+    phantom = make_phantom(seed=0, shape=tuple(args.shape), spacing=tuple(args.spacing))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    print(
+        f"volume {tuple(args.shape)} at {tuple(args.spacing)} mm (phantom in "
+        f"{time.perf_counter() - started:.0f} s); torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads ({platform.processor() or platform.machine()}), "
+        f"GPU: {gpu}; random-init weights"
+    )
+    print("| device | network | mode | s/volume | direct MONAI s | fast speed-up vs direct | "
+          "labels agree with parity | peak GPU GiB | measured |")  # fmt: skip
+    print("|---|---|---|---:|---:|---:|---:|---:|---|")
+    for device in devices:
+        for arch in args.archs or ARCHS[device]:
+            try:
+                if device == "cpu" and not args.full:
+                    rows = run_estimated(phantom.image, phantom.organ_mask("liver"), arch, args)
+                else:
+                    rows = run_full(phantom.image, arch, device, arch in args.explicit_direct)
+            except (RuntimeError, ValueError) as error:  # e.g. out of memory: go on
+                print(f"| {device} | {arch} | failed: {type(error).__name__}: {error} |")
+                continue
+            for row in rows:
+                print_row(row)
+            if rows[0]["direct_peak"] is not None:
+                print(f"<!-- {arch} direct call peak GPU {rows[0]['direct_peak']:.1f} GiB -->")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""Segmenter: parity with MONAI, fast-mode agreement, geometry, post-processing, lesion table.
+
+Small settings keep the file fast: phantoms at 4 mm resampled to 8 mm (or 2 mm), windows of
+32³, one torch thread (faster than two on a shared two-core machine).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from monai.inferers import sliding_window_inference
+from scipy import ndimage
+from torch import nn
+
+from syntumor_core.checkpoints import save_checkpoint
+from syntumor_core.errors import MaskError, ParameterError
+from syntumor_core.inference import (
+    SegmentationResult,
+    Segmenter,
+    lesion_table,
+    postprocess,
+    window_slices,
+)
+from syntumor_core.models import build_model
+from syntumor_core.phantom import make_phantom
+from syntumor_core.volume import Volume
+
+SMALL = {"roi_size": 32, "spacing_mm": 8.0, "device": "cpu"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_phantom():
+    return make_phantom(seed=3, shape=(96, 96, 64), spacing=(4.0, 4.0, 4.0))
+
+
+@pytest.fixture(scope="module")
+def unet() -> nn.Module:
+    torch.manual_seed(0)
+    return build_model("unet").eval()
+
+
+class CountingModel(nn.Module):
+    """Wraps a network and counts the windows it sees."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.windows = 0
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        self.windows += batch.shape[0]
+        return self.inner(batch)
+
+
+class IntensityClassifier(nn.Module):
+    """A voxel-wise 'network': class 0 below 0.25, 1 up to 0.75, 2 above (windowed input)."""
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        centres = torch.tensor([0.0, 0.5, 1.0], dtype=batch.dtype, device=batch.device)
+        centres = centres.view(1, 3, 1, 1, 1)
+        return -50.0 * (batch - centres) ** 2
+
+
+def classify_hu(image: np.ndarray) -> np.ndarray:
+    scaled = np.clip((image + 21.0) / 210.0, 0.0, 1.0)
+    return np.digitize(scaled, [0.25, 0.75]).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------ modes
+
+
+def test_parity_logits_are_bit_identical_to_a_direct_monai_call(small_phantom, unet):
+    segmenter = Segmenter(unet, arch="unet", mode="parity", **SMALL)
+    batch = segmenter.preprocess(small_phantom.image).as_tensor()[None]
+    ours = segmenter.sliding_window_logits(batch)
+    with torch.no_grad():
+        direct = sliding_window_inference(
+            batch, roi_size=(32, 32, 32), sw_batch_size=1, predictor=unet, overlap=0.75,
+            mode="gaussian",
+        )  # fmt: skip
+    assert ours.shape == (1, 3, *batch.shape[2:])
+    assert torch.equal(ours, direct)
+
+
+def test_fast_mode_agrees_with_parity(small_phantom, unet):
+    parity = Segmenter(unet, arch="unet", mode="parity", **SMALL)
+    fast = Segmenter(unet, arch="unet", **SMALL)
+    assert fast.mode == "fast" and fast.sw_batch_size > 1 and fast.channels_last
+    batch = parity.preprocess(small_phantom.image).as_tensor()[None]
+    parity_logits = parity.sliding_window_logits(batch)
+    fast_logits = fast.sliding_window_logits(batch)
+    agreement = (parity_logits.argmax(1) == fast_logits.argmax(1)).float().mean().item()
+    assert agreement >= 0.999
+    parity_result = parity.predict(small_phantom.image)
+    fast_result = fast.predict(small_phantom.image)
+    same = np.mean(parity_result.labels.array == fast_result.labels.array)
+    assert same >= 0.999
+    # the caller's model keeps its layout: fast mode converted a copy
+    assert next(unet.parameters()).is_contiguous()
+
+
+def test_fast_mode_runs_one_window_for_all_constant_windows(unet):
+    image = np.full((48, 40, 40), -1000.0, dtype=np.float32)  # air...
+    image[40:46, 8:32, 8:32] = 100.0  # ...and one block of tissue at one end
+    volume = Volume(image, np.diag([2.0, 2.0, 2.0, 1.0]))
+    parity_model, fast_model = CountingModel(unet), CountingModel(unet)
+    options = {"roi_size": 32, "spacing_mm": 2.0, "device": "cpu"}
+    parity = Segmenter(parity_model, arch="unet", mode="parity", **options)
+    fast = Segmenter(fast_model, arch="unet", **options)
+    batch = parity.preprocess(volume).as_tensor()[None]
+    expected = parity.sliding_window_logits(batch)
+    got = fast.sliding_window_logits(batch)
+    windows = len(window_slices(batch.shape[2:], (32, 32, 32), 0.75))
+    assert parity_model.windows == windows == 12
+    assert fast.model.windows == 4 + 1  # the fast model is a channels-last copy
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_predict_reports_progress_and_returns_a_full_result(small_phantom, unet):
+    seen: list[float] = []
+    result = Segmenter(unet, arch="unet", **SMALL).predict(
+        small_phantom.image, progress=seen.append
+    )
+    assert isinstance(result, SegmentationResult) and result.mode == "fast"
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen) and len(seen) > 3
+    assert result.labels.array.dtype == np.uint8
+    assert set(np.unique(result.labels.array)) <= {0, 1, 2}
+    assert result.seconds > 0 and set(result.timings) >= {"preprocess", "sliding_window"}
+    assert len(result.lesions) == len(lesion_table(result.labels.array, small_phantom.image.array,
+                                                   small_phantom.image.affine))  # fmt: skip
+
+
+def test_from_checkpoint_loads_the_same_network(tmp_path, small_phantom, unet):
+    path = save_checkpoint(tmp_path / "model.pt", unet, arch="unet", epoch=3, best_acc=0.5)
+    loaded = Segmenter.from_checkpoint(path, mode="parity", **SMALL)
+    assert loaded.arch == "unet" and loaded.checkpoint is not None
+    assert loaded.checkpoint.epoch == 3
+    original = Segmenter(unet, arch="unet", mode="parity", **SMALL)
+    batch = original.preprocess(small_phantom.image).as_tensor()[None]
+    assert torch.equal(loaded.sliding_window_logits(batch), original.sliding_window_logits(batch))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"mode": "fsat"}, "did you mean 'fast'"),
+        ({"mode": "parity", "sw_batch_size": 4}, "sw_batch_size=1"),
+        ({"overlap": 1.0}, "overlap must be in"),
+        ({"roi_size": (32, 0, 32)}, "roi_size"),
+        ({"sw_batch_size": 0}, "sw_batch_size"),
+        ({"hu_window": (189, -21)}, "low < high"),
+        ({"arch": "unte"}, "did you mean 'unet'"),
+        ({"amp": True, "device": "cpu"}, "needs fast mode on CUDA"),
+    ],
+)
+def test_bad_options_raise_with_the_rule(unet, options, message):
+    arguments = {"arch": "unet", **options}
+    with pytest.raises(ParameterError, match=message):
+        Segmenter(unet, **arguments)
+
+
+# ------------------------------------------------------------------------------ geometry
+
+
+def _reoriented(volume: Volume, order: tuple[int, int, int], flips: tuple[bool, ...]) -> Volume:
+    """The same image with its array axes permuted and flipped, affine adjusted to match."""
+    array = np.transpose(volume.array, order)
+    to_old = np.zeros((4, 4))
+    to_old[3, 3] = 1.0
+    for new_axis, old_axis in enumerate(order):
+        length = volume.shape[old_axis]
+        if flips[new_axis]:
+            to_old[old_axis, new_axis], to_old[old_axis, 3] = -1.0, length - 1.0
+        else:
+            to_old[old_axis, new_axis] = 1.0
+    for axis, flipped in enumerate(flips):
+        if flipped:
+            array = np.flip(array, axis)
+    return Volume(np.ascontiguousarray(array), volume.affine @ to_old)
+
+
+def _back(labels: np.ndarray, order, flips) -> np.ndarray:
+    for axis, flipped in enumerate(flips):
+        if flipped:
+            labels = np.flip(labels, axis)
+    return np.transpose(labels, np.argsort(order))
+
+
+def test_non_ras_anisotropic_input_comes_back_on_its_own_grid():
+    ras = make_phantom(seed=5, shape=(128, 128, 32), spacing=(0.7, 0.7, 2.5), noise_sd=0).image
+    order, flips = (2, 0, 1), (True, False, True)
+    odd = _reoriented(ras, order, flips)
+    assert odd.axcodes != ("R", "A", "S") and odd.spacing == pytest.approx((2.5, 0.7, 0.7))
+    segmenter = Segmenter(IntensityClassifier(), arch="unet", roi_size=32, spacing_mm=1.0)
+    result = segmenter.predict(odd)
+    assert result.labels.shape == odd.shape
+    assert np.array_equal(result.labels.affine, odd.affine)
+    # before post-processing, the labels sit where the tissue is: the same as classifying the
+    # input voxels directly (a wrong flip or axis order agrees on 40-70 % only)
+    preprocessed = segmenter.preprocess(odd)
+    logits = segmenter.sliding_window_logits(preprocessed.as_tensor()[None])
+    raw = segmenter.restore(logits[0], preprocessed)
+    assert np.mean(raw == classify_hu(odd.array)) > 0.97
+    # and the same image in RAS order gives the same labels
+    from_ras = segmenter.predict(ras).labels.array
+    assert np.mean(_back(result.labels.array, order, flips) == from_ras) > 0.999
+
+
+# ------------------------------------------------------------------------------ post-processing
+
+
+def test_postprocess_keeps_the_largest_liver_component():
+    labels = np.zeros((40, 30, 30), dtype=np.uint8)
+    labels[2:12, 2:12, 2:12] = 1  # 1000 voxels
+    labels[20:36, 5:25, 5:25] = 1  # 6400 voxels
+    labels[36, 25, 25] = 1  # touches the big one by a corner only: not 6-connected
+    result = postprocess(labels)
+    big = np.pad(np.ones((16, 20, 20), bool), ((20, 4), (5, 5), (5, 5)))
+    assert result.dtype == np.uint8 and np.array_equal(result == 1, big)
+
+
+def test_postprocess_keeps_tumor_within_30_voxels_of_the_liver():
+    labels = np.zeros((80, 20, 20), dtype=np.uint8)
+    labels[0:10, 5:15, 5:15] = 1
+    labels[39, 10, 10] = 2  # 30 steps from the liver's last row (9)
+    labels[40, 10, 10] = 2  # 31 steps
+    labels[9:11, 14:17, 14:17] = 2  # touching the liver
+    result = postprocess(labels)
+    assert result[39, 10, 10] == 2 and result[40, 10, 10] == 0
+    assert (result[9:11, 14:17, 14:17] == 2).all()
+    assert np.array_equal(result == 1, labels == 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_postprocess_matches_30_iterations_of_binary_dilation(seed):
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((70, 64, 50), dtype=np.uint8)
+    centre = rng.integers([5, 5, 5], [65, 59, 45])
+    liver = np.zeros(labels.shape, bool)
+    liver[tuple(slice(max(c - 6, 0), c + 6) for c in centre)] = True
+    labels[liver] = 1
+    labels[(rng.random(labels.shape) < 0.01) & ~liver] = 2
+    reference = ndimage.binary_dilation(liver, iterations=30)  # the original's operation
+    result = postprocess(labels)
+    assert np.array_equal(result == 2, (labels == 2) & reference)
+    assert np.array_equal(result == 1, liver)
+
+
+def test_postprocess_without_liver_is_all_background():
+    labels = np.zeros((10, 10, 10), dtype=np.uint8)
+    labels[2:4, 2:4, 2:4] = 2
+    assert not postprocess(labels).any()
+
+
+def test_postprocess_refuses_other_values():
+    with pytest.raises(MaskError, match="only 0"):
+        postprocess(np.full((4, 4, 4), 3, dtype=np.uint8))
+
+
+# ------------------------------------------------------------------------------ lesion table
+
+
+def test_lesion_table_measures_boxes():
+    labels = np.zeros((40, 40, 20), dtype=np.uint8)
+    labels[5:15, 5:11, 2:6] = 2  # 10 x 6 x 4 voxels
+    labels[30:33, 30:32, 10:11] = 2  # 3 x 2 x 1
+    image = np.full(labels.shape, 40.0, dtype=np.float32)
+    image[5:15, 5:11, 2:6] = 60.0
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    affine[:3, 3] = (-10.0, 20.0, 5.0)
+    rows = lesion_table(labels, image, affine)
+    assert [row.index for row in rows] == [1, 2] and [row.voxels for row in rows] == [240, 6]
+    big = rows[0]
+    assert big.volume_ml == pytest.approx(240 * 0.8 * 0.8 * 2.5 / 1000)
+    assert big.longest_axial_diameter_mm == pytest.approx(math.hypot(10 * 0.8, 6 * 0.8))
+    assert big.centroid_voxel == pytest.approx((9.5, 7.5, 3.5))
+    assert big.centroid_mm == pytest.approx((-10 + 9.5 * 0.8, 20 + 7.5 * 0.8, 5 + 3.5 * 2.5))
+    assert big.mean_hu == pytest.approx(60.0) and rows[1].mean_hu == pytest.approx(40.0)
+
+
+def test_lesion_table_uses_the_axial_plane_of_a_permuted_grid():
+    labels = np.zeros((12, 30, 30), dtype=np.uint8)
+    labels[2:10, 5:25, 10:13] = 2  # 8 slices along axis 0, which runs inferior-superior
+    affine = np.zeros((4, 4))
+    affine[2, 0], affine[0, 1], affine[1, 2], affine[3, 3] = 3.0, 0.7, 0.7, 1.0
+    (row,) = lesion_table(labels, np.zeros(labels.shape), affine)
+    assert row.longest_axial_diameter_mm == pytest.approx(math.hypot(20 * 0.7, 3 * 0.7))
+
+
+def _brute_force_diameter(component: np.ndarray, axial_axis: int, matrix: np.ndarray) -> float:
+    in_plane = [axis for axis in range(3) if axis != axial_axis]
+    longest = 0.0
+    for position in range(component.shape[axial_axis]):
+        pixels = np.argwhere(np.take(component, position, axis=axial_axis))
+        corners = [p + (di, dj) for p in pixels for di in (-0.5, 0.5) for dj in (-0.5, 0.5)]
+        points = np.array(corners).reshape(-1, 2) @ matrix[:3, in_plane].T
+        if len(points):
+            longest = max(longest, ndimage.maximum(
+                np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))))  # fmt: skip
+    return longest
+
+
+def test_lesion_table_diameters_match_brute_force_on_random_blobs():
+    rng = np.random.default_rng(7)
+    field = ndimage.gaussian_filter(rng.standard_normal((30, 26, 12)), 1.2)
+    labels = np.where(field > 0.12, 2, 0).astype(np.uint8)
+    affine = np.array([[0.0, 0.9, 0.1, 5], [0.8, 0.0, 0.0, -3], [0.0, 0.05, 2.0, 1], [0, 0, 0, 1]])
+    rows = lesion_table(labels, field, affine)
+    components, count = ndimage.label(labels == 2, structure=np.ones((3, 3, 3)))
+    assert len(rows) == count > 10
+    assert any(row.voxels > 40 for row in rows)  # some slices take the convex-hull path
+    by_centroid = {tuple(np.round(row.centroid_voxel, 6)): row for row in rows}
+    for label in range(1, count + 1):
+        component = components == label
+        centroid = tuple(np.round(ndimage.center_of_mass(component), 6))
+        row = by_centroid[centroid]
+        assert row.voxels == component.sum()
+        assert row.longest_axial_diameter_mm == pytest.approx(
+            _brute_force_diameter(component, 2, affine)
+        )
+        assert row.mean_hu == pytest.approx(field[component].mean())
+
+
+def test_lesion_table_of_a_scan_without_tumor_is_empty():
+    labels = np.ones((8, 8, 8), dtype=np.uint8)
+    assert lesion_table(labels, np.zeros((8, 8, 8)), np.eye(4)) == ()
+    with pytest.raises(MaskError, match="does not match"):
+        lesion_table(labels, np.zeros((8, 8, 7)), np.eye(4))
