@@ -240,12 +240,10 @@ def _register_command_groups() -> None:
         module.register(app)
 
 
-_register_command_groups()
-
-
 def main() -> None:
     """Entry point of the ``syntumor`` console script."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _register_command_groups()
     try:
         app()
     except KeyboardInterrupt:
