@@ -43,7 +43,7 @@ from app.model_download import (
     write_json_atomically,
 )
 from syntumor_core.errors import CheckpointError, ParameterError, SynTumorError
-from syntumor_core.models import ARCHITECTURES
+from syntumor_core.models import ARCHITECTURES, check_architecture
 
 logger = logging.getLogger(__name__)
 
@@ -219,17 +219,6 @@ def check_model_name(name: str) -> str:
             f"a letter or digit; got {name!r}"
         )
     return name
-
-
-def check_architecture(arch: str) -> str:
-    """Refuse an unknown architecture name, suggesting the closest one."""
-    if arch in ARCHITECTURES:
-        return arch
-    close = difflib.get_close_matches(str(arch), ARCHITECTURES, n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ParameterError(
-        f"unknown architecture {arch!r}{hint}: must be one of {', '.join(ARCHITECTURES)}"
-    )
 
 
 def find_entry(name: str, entries: dict[str, ModelEntry]) -> ModelEntry:

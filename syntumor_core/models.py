@@ -129,7 +129,8 @@ class OriginalPatchMerging(nn.Module):
         return self.reduction(self.norm(merged))
 
 
-def _check_architecture_name(arch: str) -> str:
+def check_architecture(arch: str) -> str:
+    """Refuse an unknown architecture name, suggesting the closest one."""
     if arch in ARCHITECTURES:
         return arch
     close = difflib.get_close_matches(str(arch), ARCHITECTURES, n=1, cutoff=0.5)
@@ -168,7 +169,7 @@ def build_model(
     Raises:
         ParameterError: unknown ``arch`` (with a "did you mean" suggestion) or bad channel count.
     """
-    arch = _check_architecture_name(arch)
+    arch = check_architecture(arch)
     in_channels = _check_channel_count("in_channels", in_channels)
     out_channels = _check_channel_count("out_channels", out_channels)
     if arch == "unet":
