@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,18 +31,19 @@ from syntumor_core.synthesis.sampling import check_room, sample_synthesis
 class Synthesis:
     """A result and its manifest.
 
-    The manifest's input checksums (sha256 of image, mask and any vessel mask; about 0.1 s for
-    a 512×512×100 volume) are computed the first time ``manifest`` is read, so training loops
-    that never look at it do not pay for them. Read it before changing the input arrays.
+    The manifest (the drawn parameters as JSON-ready data, and sha256 checksums of image, mask
+    and any vessel mask; about 0.1 s for a 512×512×100 volume) is built the first time
+    ``manifest`` is read, so training loops that never look at it do not pay for it. Read it
+    before changing the input arrays.
     """
 
     result: SynthesisResult
-    record: dict
+    build_record: Callable[[], dict]
     inputs: tuple[np.ndarray | None, ...] = ()
 
     @functools.cached_property
     def manifest(self) -> dict:
-        record = copy.deepcopy(self.record)
+        record = copy.deepcopy(self.build_record())
         if self.inputs:
             image, mask, vessels = self.inputs
             record["input"]["image_sha256"] = array_checksum(image)
@@ -161,20 +163,24 @@ def synthesize(
         vessels=vessels,
     )
     result = render_synthesis(image, geometry, params, organ_profile, vessels=vessels)
-    record = build_manifest(
-        params=params.to_dict(),
-        organ_profile=organ_profile.to_dict(),
-        spacing=geometry.spacing,  # type: ignore[union-attr]
-        shape=image.shape,
-        seed=seed,
-        image_checksum=None,
-        mask_checksum=None,
-    )
     known = _known_vessels(vessel_mask, image.shape) if profile == "realistic" else None
-    if known is not None:
-        record["input"]["vessel_mask_sha256"] = "given"
+
+    def build_record() -> dict:
+        record = build_manifest(
+            params=params.to_dict(),
+            organ_profile=organ_profile.to_dict(),
+            spacing=geometry.spacing,  # type: ignore[union-attr]
+            shape=image.shape,
+            seed=seed,
+            image_checksum=None,
+            mask_checksum=None,
+        )
+        if known is not None:
+            record["input"]["vessel_mask_sha256"] = "given"
+        return record
+
     inputs = (image, geometry.mask, known) if checksums else ()
-    return Synthesis(result, record, inputs)
+    return Synthesis(result, build_record, inputs)
 
 
 def _known_vessels(vessel_mask, shape) -> np.ndarray | None:
@@ -248,4 +254,4 @@ def replay(
             known=known,
         )
     result = render_synthesis(image, geometry, params, organ_profile, vessels=vessels)
-    return Synthesis(result, manifest)
+    return Synthesis(result, lambda: manifest)
