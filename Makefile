@@ -8,9 +8,16 @@ STAMP := $(VENV)/.installed
 LITS_PACKAGE := liver-ct-segmentation-package==1.6.0
 PYTEST_ARGS ?= -n 2
 
+NODE_STAMP := node_modules/.installed
+
 .PHONY: setup run test lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
+
+# The browser viewer (NiiVue) from npm, pinned by package-lock.json; served, never built.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,10 +28,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --no-deps $(LITS_PACKAGE)
 	touch $(STAMP)
 
-run: $(STAMP)
-	$(PY) -m app.demo
+run: $(STAMP) $(NODE_STAMP)
+	$(PY) -m app.cli serve --demo
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 lint: $(STAMP)
@@ -35,4 +42,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/synthesis.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache node_modules

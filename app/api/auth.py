@@ -1,0 +1,111 @@
+"""``/api/v1/auth`` and ``/api/v1/users``: log in and out, who am I, API tokens, users."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import auth
+from app.api.common import PageParams, get_or_404, page_params, paginate
+from app.models import ApiToken, User
+
+router = APIRouter(tags=["accounts"])
+
+
+class LoginBody(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+
+
+class TokenBody(BaseModel):
+    name: str = Field("token", min_length=1, max_length=100)
+
+
+class UserBody(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+    role: str = "researcher"
+
+
+def user_json(user: User) -> dict:
+    return {"id": user.id, "username": user.username, "role": user.role}
+
+
+@router.post("/auth/login")
+def login(body: LoginBody, request: Request, db: Session = Depends(auth.get_db)) -> dict:
+    """Log in with a password; sets the session cookie and returns the CSRF token."""
+    user = auth.authenticate(db, body.username, body.password)
+    if user is None:
+        raise HTTPException(401, "wrong user name or password")
+    auth.login_session(request, user)
+    return {"user": user_json(user), "csrf_token": auth.csrf_token(request)}
+
+
+@router.post("/auth/logout")
+def logout(request: Request, _user: User = Depends(auth.current_user)) -> dict:
+    auth.logout_session(request)
+    return {"ok": True}
+
+
+@router.get("/auth/me")
+def me(request: Request, user: User = Depends(auth.current_user)) -> dict:
+    return {"user": user_json(user), "csrf_token": auth.csrf_token(request)}
+
+
+@router.post("/auth/tokens", status_code=201)
+def create_token(
+    body: TokenBody, user: User = Depends(auth.current_user), db: Session = Depends(auth.get_db)
+) -> dict:
+    """A new API token for the caller; the token is in this answer only."""
+    row, token = auth.create_api_token(db, user, body.name)
+    db.commit()
+    return {"id": row.id, "name": row.name, "token": token}
+
+
+@router.get("/auth/tokens")
+def list_tokens(
+    user: User = Depends(auth.current_user),
+    db: Session = Depends(auth.get_db),
+    page: PageParams = Depends(page_params),
+) -> dict:
+    query = select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)
+    return paginate(
+        db,
+        query,
+        page,
+        lambda t: {"id": t.id, "name": t.name, "created_at": t.created_at.isoformat()},
+    )
+
+
+@router.delete("/auth/tokens/{token_id}", status_code=204)
+def revoke_token(
+    token_id: int, user: User = Depends(auth.current_user), db: Session = Depends(auth.get_db)
+) -> None:
+    row = get_or_404(db, ApiToken, token_id, "token")
+    if row.user_id != user.id:
+        raise HTTPException(404, f"token {token_id} not found")
+    db.delete(row)
+    db.commit()
+
+
+@router.get("/users")
+def list_users(
+    _admin: User = Depends(auth.require_admin),
+    db: Session = Depends(auth.get_db),
+    page: PageParams = Depends(page_params),
+) -> dict:
+    return paginate(db, select(User).order_by(User.id), page, user_json)
+
+
+@router.post("/users", status_code=201)
+def create_user(
+    body: UserBody, _admin: User = Depends(auth.require_admin), db: Session = Depends(auth.get_db)
+) -> dict:
+    try:
+        user = auth.create_user(db, body.username, body.password, body.role)
+    except auth.AuthError as error:
+        raise HTTPException(409 if "exists" in str(error) else 422, str(error)) from None
+    db.commit()
+    return user_json(user)

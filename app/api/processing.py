@@ -1,0 +1,311 @@
+"""``/api/v1/segmentations``, ``/api/v1/syntheses`` and ``/api/v1/models``.
+
+Creating a segmentation or a synthesis queues a job (202); the answer holds the request and its
+job, whose progress is at ``/api/v1/jobs/{id}`` and ``…/events``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import auth
+from app.api.common import PageParams, get_or_404, job_json, page_params, paginate
+from app.model_registry import list_models as registry_models
+from app.model_registry import resolve_model
+from app.models import Job, Role, Segmentation, Synthesis, User, Volume
+from syntumor_core.errors import SynTumorError
+from syntumor_core.synthesis import ORGAN_PROFILES, PROFILES, get_organ_profile
+
+router = APIRouter(tags=["processing"])
+
+
+def organ_types() -> dict[str, list[str]]:
+    """Tumor types per organ profile, for forms and validation."""
+    return {organ: sorted(get_organ_profile(organ).types) for organ in ORGAN_PROFILES}
+
+
+class SegmentationBody(BaseModel):
+    image_id: int
+    model: str = Field("demo", min_length=1, max_length=200)
+    mode: str = Field("fast", pattern="^(fast|parity)$")
+    overlap: float = Field(
+        0.5,
+        ge=0.0,
+        lt=1.0,
+        description="Sliding-window overlap: 0.5 is quick on a CPU; 0.75 is the authors' "
+        "evaluation setting (about 8x the work).",
+    )
+
+
+class SynthesisBody(BaseModel):
+    image_id: int
+    mask_id: int
+    mask_labels: list[int] = Field(default_factory=lambda: [1], min_length=1, max_length=20)
+    organ: str = "liver"
+    tumor_type: str = "mix"
+    profile: str = "paper"
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+    @field_validator("organ")
+    @classmethod
+    def _known_organ(cls, organ: str) -> str:
+        if organ not in ORGAN_PROFILES:
+            raise ValueError(f"organ must be one of {sorted(ORGAN_PROFILES)}")
+        return organ
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, profile: str) -> str:
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {list(PROFILES)}")
+        return profile
+
+
+def _image(db: Session, volume_id: int, kind: str) -> Volume:
+    volume = get_or_404(db, Volume, volume_id, "volume")
+    if volume.kind != kind:
+        raise HTTPException(422, f"volume {volume_id} is a {volume.kind}, not a {kind}")
+    return volume
+
+
+def _visible(row, user: User, what: str):
+    if row is None or (user.role != Role.ADMIN and row.owner_id != user.id):
+        raise HTTPException(404, f"{what} not found")
+    return row
+
+
+def segmentation_json(row: Segmentation) -> dict:
+    base = f"/api/v1/segmentations/{row.id}"
+    done = row.label_id is not None
+    return {
+        "id": row.id,
+        "image_id": row.image_id,
+        "model": row.model,
+        "mode": row.mode,
+        "overlap": row.overlap,
+        "label_id": row.label_id,
+        "lesions": row.lesions,
+        "job": job_json(row.job),
+        "downloads": {
+            "label": f"/api/v1/volumes/{row.label_id}/file" if done else None,
+            "lesions_json": f"{base}/lesions.json" if done else None,
+            "lesions_csv": f"{base}/lesions.csv" if done else None,
+            "dicom_seg": f"{base}/dicom-seg" if row.dicom_seg_path else None,
+        },
+    }
+
+
+def synthesis_json(row: Synthesis) -> dict:
+    done = row.out_image_id is not None
+    return {
+        "id": row.id,
+        "image_id": row.image_id,
+        "mask_id": row.mask_id,
+        "mask_labels": row.mask_labels,
+        "organ": row.organ,
+        "tumor_type": row.tumor_type,
+        "profile": row.profile,
+        "seed": row.seed,
+        "out_image_id": row.out_image_id,
+        "out_label_id": row.out_label_id,
+        "job": job_json(row.job),
+        "downloads": {
+            "image": f"/api/v1/volumes/{row.out_image_id}/file" if done else None,
+            "label": f"/api/v1/volumes/{row.out_label_id}/file" if done else None,
+            "manifest": f"/api/v1/syntheses/{row.id}/manifest" if row.manifest_path else None,
+        },
+    }
+
+
+@router.post("/segmentations", status_code=202)
+def create_segmentation(
+    body: SegmentationBody,
+    request: Request,
+    user: User = Depends(auth.require_researcher),
+    db: Session = Depends(auth.get_db),
+) -> dict:
+    """Queue a liver/tumor segmentation of a stored image with a registered model."""
+    _image(db, body.image_id, "image")
+    try:
+        resolve_model(body.model, request.app.state.settings.data_dir)
+    except SynTumorError as error:
+        raise HTTPException(422, str(error)) from None
+    job = Job(kind="segment", owner_id=user.id, params={})
+    db.add(job)
+    db.flush()
+    row = Segmentation(
+        job_id=job.id,
+        image_id=body.image_id,
+        model=body.model,
+        mode=body.mode,
+        overlap=body.overlap,
+        owner_id=user.id,
+    )
+    db.add(row)
+    db.flush()
+    job.params = {"segmentation_id": row.id}
+    db.commit()
+    return segmentation_json(row)
+
+
+@router.get("/segmentations")
+def list_segmentations(
+    image_id: int | None = None,
+    user: User = Depends(auth.require_researcher),
+    db: Session = Depends(auth.get_db),
+    page: PageParams = Depends(page_params),
+) -> dict:
+    query = select(Segmentation).order_by(Segmentation.id.desc())
+    if user.role != Role.ADMIN:
+        query = query.where(Segmentation.owner_id == user.id)
+    if image_id is not None:
+        query = query.where(Segmentation.image_id == image_id)
+    return paginate(db, query, page, segmentation_json)
+
+
+@router.get("/segmentations/{segmentation_id}")
+def get_segmentation(
+    segmentation_id: int,
+    user: User = Depends(auth.require_researcher),
+    db: Session = Depends(auth.get_db),
+) -> dict:
+    row = _visible(db.get(Segmentation, segmentation_id), user, f"segmentation {segmentation_id}")
+    return segmentation_json(row)
+
+
+def _result_file(request: Request, row, name: str) -> FileResponse:
+    storage = request.app.state.storage
+    path = storage.result_dir(row.job_id) / name
+    if not path.is_file():
+        raise HTTPException(404, f"{name} is not there yet: the job is {row.job.status}")
+    return FileResponse(path, filename=f"{type(row).__name__.lower()}-{row.id}-{name}")
+
+
+@router.get("/segmentations/{segmentation_id}/lesions.{fmt}")
+def download_lesions(
+    segmentation_id: int,
+    fmt: str,
+    request: Request,
+    user: User = Depends(auth.require_researcher),
+    db: Session = Depends(auth.get_db),
+):
+    if fmt not in ("json", "csv"):
+        raise HTTPException(404, "lesion tables come as lesions.json or lesions.csv")
+    row = _visible(db.get(Segmentation, segmentation_id), user, f"segmentation {segmentation_id}")
+    return _result_file(request, row, f"lesions.{fmt}")
+
+
+@router.get("/segmentations/{segmentation_id}/dicom-seg")
+def download_dicom_seg(
+    segmentation_id: int,
+    request: Request,
+    user: User = Depends(auth.require_researcher),
+    db: Session = Depends(auth.get_db),
+):
+    row = _visible(db.get(Segmentation, segmentation_id), user, f"segmentation {segmentation_id}")
+    if not row.dicom_seg_path:
+        raise HTTPException(404, "no DICOM-SEG: made only for images uploaded as DICOM")
+    return FileResponse(
+        request.app.state.storage.absolute(row.dicom_seg_path),
+        media_type="application/dicom",
+        filename=f"segmentation-{row.id}.dcm",
+    )
+
+
+@router.post("/syntheses", status_code=202)
+def create_synthesis(
+    body: SynthesisBody,
+    user: User = Depends(auth.require_researcher),
+    db: Session = Depends(auth.get_db),
+) -> dict:
+    """Queue a tumor synthesis into a stored image inside a stored organ mask."""
+    image = _image(db, body.image_id, "image")
+    mask = _image(db, body.mask_id, "label")
+    if list(mask.shape) != list(image.shape):
+        raise HTTPException(
+            422, f"mask {mask.id} has shape {mask.shape} but image {image.id} has {image.shape}"
+        )
+    types = organ_types()[body.organ]
+    if body.tumor_type not in types:
+        raise HTTPException(
+            422, f"tumor type {body.tumor_type!r} is not one of {body.organ}'s: {types}"
+        )
+    job = Job(kind="synthesize", owner_id=user.id, params={})
+    db.add(job)
+    db.flush()
+    row = Synthesis(
+        job_id=job.id,
+        image_id=image.id,
+        mask_id=mask.id,
+        mask_labels=body.mask_labels,
+        organ=body.organ,
+        tumor_type=body.tumor_type,
+        profile=body.profile,
+        seed=body.seed,
+        owner_id=user.id,
+    )
+    db.add(row)
+    db.flush()
+    job.params = {"synthesis_id": row.id}
+    db.commit()
+    return synthesis_json(row)
+
+
+@router.get("/syntheses")
+def list_syntheses(
+    user: User = Depends(auth.require_researcher),
+    db: Session = Depends(auth.get_db),
+    page: PageParams = Depends(page_params),
+) -> dict:
+    query = select(Synthesis).order_by(Synthesis.id.desc())
+    if user.role != Role.ADMIN:
+        query = query.where(Synthesis.owner_id == user.id)
+    return paginate(db, query, page, synthesis_json)
+
+
+@router.get("/syntheses/{synthesis_id}")
+def get_synthesis(
+    synthesis_id: int,
+    user: User = Depends(auth.require_researcher),
+    db: Session = Depends(auth.get_db),
+) -> dict:
+    return synthesis_json(
+        _visible(db.get(Synthesis, synthesis_id), user, f"synthesis {synthesis_id}")
+    )
+
+
+@router.get("/syntheses/{synthesis_id}/manifest")
+def download_manifest(
+    synthesis_id: int,
+    request: Request,
+    user: User = Depends(auth.require_researcher),
+    db: Session = Depends(auth.get_db),
+):
+    row = _visible(db.get(Synthesis, synthesis_id), user, f"synthesis {synthesis_id}")
+    return _result_file(request, row, "manifest.json")
+
+
+@router.get("/models")
+def list_models(request: Request, _user: User = Depends(auth.require_researcher)) -> dict:
+    """The registered segmentation models and whether their file is here."""
+    items = [
+        {
+            "name": s.entry.name,
+            "arch": s.entry.arch,
+            "status": s.status,
+            "tumors": s.entry.tumors,
+            "description": s.entry.description,
+        }
+        for s in registry_models(request.app.state.settings.data_dir)
+    ]
+    return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
+
+
+@router.get("/synthesis-options")
+def synthesis_options(_user: User = Depends(auth.require_researcher)) -> dict:
+    """Organs, their tumor types and the profiles, for building forms."""
+    return {"organs": organ_types(), "profiles": list(PROFILES)}

@@ -1,0 +1,193 @@
+"""Accounts: hashed passwords, session cookies with CSRF tokens, API tokens, role checks.
+
+- Browsers log in with a form; the session (a signed cookie, Starlette's SessionMiddleware)
+  holds the user id and a CSRF token. Forms carry the token in a ``csrf_token`` field and
+  JavaScript sends it in the ``X-CSRF-Token`` header; every state-changing request made with
+  the cookie must carry it.
+- Programs send ``Authorization: Bearer <token>``; only the token's SHA-256 is stored.
+- Passwords are hashed with Argon2 (pwdlib). There is no default password anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+
+from fastapi import Depends, HTTPException, Request
+from pwdlib import PasswordHash
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import ApiToken, Role, User
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+MIN_PASSWORD_LENGTH = 10
+TOKEN_PREFIX = "st_"
+USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-@")
+
+_hasher = PasswordHash.recommended()
+
+
+class AuthError(ValueError):
+    """A rule of accounts was broken (weak password, bad user name, unknown user)."""
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    try:
+        return _hasher.verify(password, password_hash)
+    except Exception:  # a malformed stored hash never authenticates
+        return False
+
+
+def generate_password() -> str:
+    """A one-time password for the demo: 16 URL-safe characters."""
+    return secrets.token_urlsafe(12)
+
+
+def check_username(username: str) -> str:
+    name = username.strip().lower()
+    if not 3 <= len(name) <= 64 or not set(name) <= USERNAME_CHARS:
+        raise AuthError(
+            f"user name must be 3-64 characters of a-z, 0-9, '.', '_', '-' or '@'; got {username!r}"
+        )
+    return name
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AuthError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+    return password
+
+
+def create_user(session: Session, username: str, password: str, role: str) -> User:
+    """Add a user (name and password checked); raises AuthError when the name is taken."""
+    name = check_username(username)
+    if role not in tuple(Role):
+        raise AuthError(f"role must be one of {', '.join(Role)}; got {role!r}")
+    if session.scalar(select(User).where(User.username == name)) is not None:
+        raise AuthError(f"user {name!r} already exists")
+    user = User(username=name, password_hash=hash_password(check_password(password)), role=role)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None or not user.is_active:
+        hash_password("timing-equaliser")  # as slow as a real check: no user-name oracle
+        return None
+    return user if verify_password(password, user.password_hash) else None
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_api_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:
+    """A new API token for ``user``; returns the row and the token (shown only once)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, name=name[:100] or "token", token_hash=_token_digest(token))
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token)))
+    if row is None or not row.user.is_active:
+        return None
+    row.last_used_at = datetime.now(UTC)
+    return row.user
+
+
+# --- sessions and CSRF -------------------------------------------------------------------------
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token (made on first use)."""
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+def check_csrf(request: Request, supplied: str | None) -> None:
+    expected = request.session.get("csrf")
+    if not expected or not supplied or not hmac.compare_digest(expected, supplied):
+        raise HTTPException(
+            403, "CSRF token missing or wrong: reload the page and submit the form again"
+        )
+
+
+def login_session(request: Request, user: User) -> None:
+    request.session.clear()
+    request.session["user_id"] = user.id
+    csrf_token(request)
+
+
+def logout_session(request: Request) -> None:
+    request.session.clear()
+
+
+# --- dependencies ------------------------------------------------------------------------------
+
+
+def get_db(request: Request):
+    """A database session per request (committed by the route, rolled back on error)."""
+    session = request.app.state.session_factory()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def optional_user(request: Request, db: Session = Depends(get_db)) -> User | None:
+    """The caller: by bearer token, else by session cookie (then CSRF on unsafe methods)."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        user = user_for_token(db, header[7:].strip())
+        if user is None:
+            raise HTTPException(401, "invalid or revoked API token")
+        db.commit()
+        return user
+    user_id = request.session.get("user_id")
+    if user_id is None:
+        return None
+    user = db.get(User, user_id)
+    if user is None or not user.is_active:
+        request.session.clear()
+        return None
+    if request.method not in SAFE_METHODS:
+        check_csrf(request, request.headers.get(CSRF_HEADER))
+    return user
+
+
+def current_user(user: User | None = Depends(optional_user)) -> User:
+    if user is None:
+        raise HTTPException(401, "log in first (session cookie or 'Authorization: Bearer <token>')")
+    return user
+
+
+def require_roles(*roles: str):
+    """A dependency that lets only users of ``roles`` through (403 otherwise)."""
+
+    def dependency(user: User = Depends(current_user)) -> User:
+        if user.role not in roles:
+            raise HTTPException(403, f"this needs the role {' or '.join(roles)}")
+        return user
+
+    return dependency
+
+
+require_admin = require_roles(Role.ADMIN)
+require_researcher = require_roles(Role.ADMIN, Role.RESEARCHER)

@@ -1,0 +1,59 @@
+"""The main pages: home, login/logout. (Volume, upload, segment and synthesize pages: TODO.)"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse
+
+from app import auth
+from app.pages.common import page_user, render
+
+router = APIRouter(include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: never redirect to another site after login."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+@router.get("/")
+def home(request: Request):
+    return render(request, "home.html")
+
+
+@router.get("/login")
+def login_form(request: Request, next: str | None = None):
+    return render(request, "login.html", next=_safe_next(next), error=None)
+
+
+@router.post("/login")
+def login_submit(
+    request: Request,
+    username: str = Form(max_length=64),
+    password: str = Form(max_length=256),
+    csrf_token: str = Form(""),
+    next: str = Form("/"),
+):
+    auth.check_csrf(request, csrf_token)
+    with request.app.state.session_factory() as session:
+        user = auth.authenticate(session, username, password)
+    if user is None:
+        return render(
+            request,
+            "login.html",
+            status_code=401,
+            next=_safe_next(next),
+            error="Wrong user name or password.",
+        )
+    auth.login_session(request, user)
+    return RedirectResponse(_safe_next(next), status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: str = Form("")):
+    if page_user(request) is not None:
+        auth.check_csrf(request, csrf_token)
+    auth.logout_session(request)
+    return RedirectResponse("/login", status_code=303)

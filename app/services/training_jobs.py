@@ -1,0 +1,1 @@
+"""Job handlers for training and evaluation (admin): filled in by the admin work."""
