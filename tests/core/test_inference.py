@@ -127,6 +127,54 @@ def test_fast_mode_runs_one_window_for_all_constant_windows(unet):
     assert torch.allclose(got, expected, atol=1e-4)
 
 
+class LocalisedOrgan(nn.Module):
+    """A window-aware 'network': foreground only where the windowed input is bright.
+
+    Its logits depend on the window's mean as well as the voxel, so blends of different
+    window sets differ: exactness of the focused blend is a real check.
+    """
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        mean = batch.mean(dim=(2, 3, 4), keepdim=True)
+        organ = 20.0 * (batch - 0.5) + mean
+        return torch.cat([torch.zeros_like(batch), organ, organ - 5.0], dim=1)
+
+
+def test_focused_fast_mode_runs_fewer_windows_and_is_exact_near_the_organ():
+    rng = np.random.default_rng(0)
+    image = rng.normal(-80.0, 20.0, size=(60, 60, 40)).astype(np.float32)  # fat-like
+    image[6:18, 8:20, 6:18] = 150.0  # an organ in one corner
+    volume = Volume(image, np.diag([2.0, 2.0, 2.0, 1.0]))
+    options = {"roi_size": 16, "spacing_mm": 2.0, "device": "cpu", "sw_batch_size": 8}
+    full_model, focused_model = CountingModel(LocalisedOrgan()), CountingModel(LocalisedOrgan())
+    full = Segmenter(full_model, arch="unet", focus_margin_mm=None, **options)
+    focused = Segmenter(focused_model, arch="unet", focus_margin_mm=8.0, **options)  # 4 voxels
+    batch = full.preprocess(volume).as_tensor()[None]
+    expected = full.sliding_window_logits(batch)
+    got = focused.sliding_window_logits(batch)
+    windows = len(window_slices(batch.shape[2:], (16, 16, 16), 0.75))
+    assert full.model.windows == windows
+    assert focused.model.windows < windows / 2
+    organ = expected.argmax(1) > 0
+    assert organ.any()
+    near = torch.nn.functional.max_pool3d(organ[:, None].float(), 9, 1, 4)[:, 0] > 0
+    assert torch.allclose(got[:, :, near[0]], expected[:, :, near[0]], atol=1e-4)
+    assert (got.argmax(1) == expected.argmax(1)).float().mean().item() > 0.999
+
+
+def test_focused_fast_mode_with_foreground_everywhere_runs_the_whole_grid(unet):
+    options = {"roi_size": 16, "spacing_mm": 4.0, "device": "cpu"}
+    image = np.full((48, 48, 48), 100.0, dtype=np.float32)
+    image += np.random.default_rng(1).normal(0, 5, image.shape).astype(np.float32)
+    volume = Volume(image, np.diag([2.0, 2.0, 2.0, 1.0]))
+    focused = Segmenter(IntensityClassifier(), arch="unet", **options)
+    full = Segmenter(IntensityClassifier(), arch="unet", focus_margin_mm=None, **options)
+    batch = full.preprocess(volume).as_tensor()[None]
+    assert torch.allclose(
+        focused.sliding_window_logits(batch), full.sliding_window_logits(batch), atol=1e-4
+    )
+
+
 def test_predict_reports_progress_and_returns_a_full_result(small_phantom, unet):
     seen: list[float] = []
     result = Segmenter(unet, arch="unet", **SMALL).predict(
