@@ -142,3 +142,14 @@ def seed_demo(settings: Settings, echo: Callable[[str], None] = lambda line: Non
     finally:
         engine.dispose()
     return [*report, f"log in as {DEMO_ADMIN!r} with the one-time password {password}"]
+
+
+def _register_study_seeder() -> None:
+    """The reader study's demo study (one real scan: real and synthetic tumors)."""
+    from app.services.studies_demo import seed_demo_study
+
+    if seed_demo_study not in DEMO_SEEDERS:
+        DEMO_SEEDERS.append(seed_demo_study)
+
+
+_register_study_seeder()

@@ -1,5 +1,262 @@
-"""``/api/v1/studies``: filled in by the studies work."""
+"""``/api/v1/studies``: reader studies for their owners (researchers and admins).
 
-from fastapi import APIRouter
+Create a study from stored volumes (two arms: stored volumes, or healthy volumes into which
+the worker synthesizes tumors matched to the other arm's sizes), prepare it (a job), invite
+readers (each gets a link with a token, shown once), and read the results, plots and exports.
+A study is visible to its owner and to admins only; for anyone else it does not exist (404).
+The reader's side is ``/api/v1/reader`` (:mod:`app.api.studies_reader`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import auth
+from app.api import studies_reader
+from app.api.common import PageParams, job_json, page_params, paginate
+from app.models import Role, User
+from app.models_studies import Study, StudyReader
+from app.services import studies as service
+from app.services import studies_views as views
+from app.services.studies import StudyError
 
 router = APIRouter(tags=["studies"])
+router.include_router(studies_reader.router)
+
+SessionDep = Annotated[Session, Depends(auth.get_db)]
+OwnerDep = Annotated[User, Depends(auth.require_researcher)]
+
+
+class CaseItem(BaseModel):
+    image_id: int
+    label_id: int | None = Field(None, description="Label map (default: the image's first).")
+    caption: str = Field("", max_length=200, description="Shown with an example case.")
+
+
+class HealthyItem(BaseModel):
+    image_id: int
+    mask_id: int | None = Field(None, description="Organ mask (default: the image's first).")
+    mask_labels: list[int] = Field(default_factory=lambda: [1], min_length=1, max_length=20)
+
+
+class ArmCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    truth: Literal["real", "synthetic"]
+    source: Literal["volumes", "synthesize"] = "volumes"
+    volumes: list[CaseItem] = Field(default_factory=list, max_length=service.MAX_CASES)
+    healthy: list[HealthyItem] = Field(default_factory=list, max_length=service.MAX_CASES)
+    organ: str = "liver"
+    profile: str = "paper"
+    tumor_type: str | None = Field(None, description="A fixed type instead of size matching.")
+    match_arm: int | None = Field(None, ge=0, le=1, description="Arm whose sizes to match.")
+
+    @model_validator(mode="after")
+    def _cases_fit_source(self) -> ArmCreate:
+        if self.source == "volumes" and (self.healthy or not self.volumes):
+            raise ValueError(f"arm {self.name!r}: an arm of stored volumes lists them in `volumes`")
+        if self.source == "synthesize" and (self.volumes or not self.healthy):
+            raise ValueError(
+                f"arm {self.name!r}: a synthesized arm lists healthy volumes in `healthy`"
+            )
+        return self
+
+
+class ExampleItem(CaseItem):
+    arm: int = Field(0, ge=0, le=1, description="Arm the example belongs to.")
+
+
+class StudyCreate(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=5000)
+    instructions: str = Field("", max_length=10000)
+    positive_class: Literal["synthetic", "real"] = "synthetic"
+    allow_unsure: bool = True
+    confidence_scale: bool = True
+    allow_change: bool = False
+    repeats: int = Field(0, ge=0, le=100, description="Cases shown twice (intra-reader kappa).")
+    click_synthetic: bool = Field(False, description="Ask where a case looks synthetic.")
+    box_mm: float | None = Field(None, ge=16, le=600, description="Largest field of view shown.")
+    spacing_mm: float | None = Field(None, ge=0.3, le=10, description="Voxel size shown.")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed of the synthesis plan.")
+    arms: list[ArmCreate] = Field(min_length=2, max_length=2)
+    examples: list[ExampleItem] = Field(default_factory=list, max_length=20)
+    prepare: bool = Field(True, description="Queue the preparation job at once.")
+
+
+class ReaderCreate(BaseModel):
+    label: str = Field(min_length=1, max_length=100, description="e.g. 'Reader 1 (senior)'.")
+    username: str | None = Field(None, description="Bind the invitation to an existing account.")
+
+
+def _raise(error: StudyError):
+    raise HTTPException(error.status, str(error)) from None
+
+
+def _study(db: Session, study_id: int, user: User) -> Study:
+    try:
+        return service.visible_study(db, study_id, user)
+    except StudyError as error:
+        _raise(error)
+
+
+def _reader(db: Session, study: Study, reader_id: int) -> StudyReader:
+    reader = db.get(StudyReader, reader_id)
+    if reader is None or reader.study_id != study.id:
+        raise HTTPException(404, f"reader {reader_id} not found in study {study.id}")
+    return reader
+
+
+@router.get("/studies")
+def list_studies(user: OwnerDep, db: SessionDep, page: PageParams = Depends(page_params)) -> dict:
+    """The caller's studies (every study for an admin)."""
+    query = select(Study).order_by(Study.id.desc())
+    if user.role != Role.ADMIN:
+        query = query.where(Study.owner_id == user.id)
+    return paginate(db, query, page, lambda study: service.study_json(db, study))
+
+
+@router.post("/studies", status_code=201)
+def create_study(body: StudyCreate, user: OwnerDep, db: SessionDep) -> dict:
+    """Create a study (a draft) and, unless ``prepare`` is false, queue its preparation."""
+    try:
+        study = service.create_study(db, user, body.model_dump())
+        job = service.queue_prepare(db, study, user.id) if body.prepare else None
+    except StudyError as error:
+        db.rollback()
+        _raise(error)
+    db.commit()
+    return {**service.study_json(db, study, detail=True), "job": job_json(job) if job else None}
+
+
+@router.get("/studies/{study_id}")
+def get_study(study_id: int, user: OwnerDep, db: SessionDep) -> dict:
+    """Everything about a study, truth included (owner and admins only)."""
+    return service.study_json(db, _study(db, study_id, user), detail=True)
+
+
+@router.delete("/studies/{study_id}", status_code=204)
+def delete_study(study_id: int, request: Request, user: OwnerDep, db: SessionDep) -> None:
+    service.delete_study(db, request.app.state.storage, _study(db, study_id, user))
+
+
+@router.post("/studies/{study_id}/prepare", status_code=202)
+def prepare_study(study_id: int, user: OwnerDep, db: SessionDep) -> dict:
+    """Queue the preparation (again, after a failure)."""
+    study = _study(db, study_id, user)
+    try:
+        job = service.queue_prepare(db, study, user.id)
+    except StudyError as error:
+        _raise(error)
+    db.commit()
+    return {"study": service.study_json(db, study), "job": job_json(job)}
+
+
+@router.post("/studies/{study_id}/status")
+def set_status(
+    study_id: int,
+    user: OwnerDep,
+    db: SessionDep,
+    open: bool = Query(description="true: open for reading; false: close (answers kept)."),
+) -> dict:
+    """Close a ready study (no more answers) or open a closed one again."""
+    study = _study(db, study_id, user)
+    try:
+        service.set_open(db, study, open)
+    except StudyError as error:
+        _raise(error)
+    db.commit()
+    return service.study_json(db, study)
+
+
+@router.get("/studies/{study_id}/readers")
+def list_readers(study_id: int, user: OwnerDep, db: SessionDep) -> dict:
+    study = _study(db, study_id, user)
+    items = service.study_json(db, study, detail=True)["readers"]
+    return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
+
+
+def _invitation(request: Request, reader: StudyReader, token: str, db: Session) -> dict:
+    counts = service.answered_counts(db, reader.study)
+    return {
+        "reader": service.reader_json(reader, counts.get(reader.id, 0)),
+        "token": token,
+        "invitation_url": f"{str(request.base_url).rstrip('/')}/r/{token}",
+    }
+
+
+@router.post("/studies/{study_id}/readers", status_code=201)
+def invite_reader(
+    study_id: int, body: ReaderCreate, request: Request, user: OwnerDep, db: SessionDep
+) -> dict:
+    """Invite a reader: the answer holds the invitation link and token (shown only now)."""
+    study = _study(db, study_id, user)
+    account = None
+    if body.username:
+        account = db.scalar(select(User).where(User.username == body.username.strip().lower()))
+        if account is None:
+            raise HTTPException(404, f"no user named {body.username!r}")
+    try:
+        reader, token = service.invite_reader(db, study, body.label, account)
+    except StudyError as error:
+        _raise(error)
+    db.commit()
+    return _invitation(request, reader, token, db)
+
+
+@router.post("/studies/{study_id}/readers/{reader_id}/link")
+def reissue_link(
+    study_id: int, reader_id: int, request: Request, user: OwnerDep, db: SessionDep
+) -> dict:
+    """A new invitation link for a reader; the old one (and its sessions) stop working."""
+    reader = _reader(db, _study(db, study_id, user), reader_id)
+    token = service.reissue_link(db, reader)
+    db.commit()
+    return _invitation(request, reader, token, db)
+
+
+@router.delete("/studies/{study_id}/readers/{reader_id}", status_code=204)
+def withdraw_reader(study_id: int, reader_id: int, user: OwnerDep, db: SessionDep) -> None:
+    """Withdraw an invitation; the reader's answers stay in the results."""
+    reader = _reader(db, _study(db, study_id, user), reader_id)
+    reader.revoked = True
+    db.commit()
+
+
+@router.get("/studies/{study_id}/results")
+def get_results(study_id: int, user: OwnerDep, db: SessionDep) -> dict:
+    """Per reader and pooled statistics with intervals, agreement, ROC, per-arm rates."""
+    return views.results(db, _study(db, study_id, user))
+
+
+@router.get("/studies/{study_id}/plots/{name}.png")
+def get_plot(study_id: int, name: str, request: Request, user: OwnerDep, db: SessionDep):
+    """``confusion``, ``roc`` or ``clicks`` as a PNG."""
+    study = _study(db, study_id, user)
+    try:
+        png = views.plot(db, request.app.state.storage, study, name)
+    except StudyError as error:
+        _raise(error)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+EXPORTS = ("answers.csv", "mrmc.csv", "mrmc-imrmc.csv", "summary.json")
+
+
+@router.get("/studies/{study_id}/export/{name}")
+def export(study_id: int, name: str, user: OwnerDep, db: SessionDep):
+    """Downloads: ``answers.csv``, ``mrmc.csv``, ``mrmc-imrmc.csv`` or ``summary.json``."""
+    if name not in EXPORTS:
+        raise HTTPException(404, f"no export {name!r}; choose one of {', '.join(EXPORTS)}")
+    study = _study(db, study_id, user)
+    filename = f"study-{study.id}-{name}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if name == "summary.json":
+        return JSONResponse(views.summary(db, study), headers=headers)
+    text = views.export_csv(db, study, name)
+    return PlainTextResponse(text, media_type="text/csv", headers=headers)

@@ -1,5 +1,253 @@
-"""HTML pages of the studies area: filled in by the studies work."""
+"""HTML pages of reader studies for their owners: list, new, detail, results, printable report.
 
-from fastapi import APIRouter
+Readers' pages (invitation, start, the case viewer) are in :mod:`app.pages.studies_reader`.
+Forms post back here with the session's CSRF token; the work is done by the same services as
+the API's.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
+
+from app import auth
+from app.models import Role, User, Volume
+from app.models_studies import Study, StudyReader
+from app.pages import studies_reader
+from app.pages.common import render, require_page_roles
+from app.services import studies as service
+from app.services import studies_views as views
+from app.services.studies import StudyError
 
 router = APIRouter(include_in_schema=False)
+router.include_router(studies_reader.router)
+OWNER_ROLES = (Role.ADMIN, Role.RESEARCHER)
+
+
+def _owned(request: Request, db, study_id: int) -> tuple[User, Study]:
+    user = require_page_roles(request, *OWNER_ROLES)
+    try:
+        return user, service.visible_study(db, study_id, user)
+    except StudyError as error:
+        raise HTTPException(error.status, str(error)) from None
+
+
+@router.get("/studies")
+def study_list(request: Request):
+    """Owners see their studies; readers with an account see their reading assignments."""
+    user = require_page_roles(request)
+    with request.app.state.session_factory() as db:
+        if user.role in OWNER_ROLES:
+            query = select(Study).order_by(Study.id.desc())
+            if user.role != Role.ADMIN:
+                query = query.where(Study.owner_id == user.id)
+            studies = [service.study_json(db, s, detail=True) for s in db.scalars(query)]
+            return render(request, "studies/list.html", user=user, studies=studies, assignments=[])
+        readers = db.scalars(
+            select(StudyReader).where(
+                StudyReader.user_id == user.id, StudyReader.revoked.is_(False)
+            )
+        ).all()
+        assignments = [{"id": r.id, "title": r.study.title, "label": r.label,
+                        "status": r.study.status} for r in readers]  # fmt: skip
+        return render(request, "studies/list.html", user=user, studies=[], assignments=assignments)
+
+
+def _volume_choices(db) -> list[dict]:
+    """Image volumes with their first label map (the form's choices)."""
+    images = db.scalars(select(Volume).where(Volume.kind == "image").order_by(Volume.id)).all()
+    labelled = {}
+    for label in db.scalars(select(Volume).where(Volume.kind == "label").order_by(Volume.id)):
+        labelled.setdefault(label.image_id, label)
+    return [
+        {"id": v.id, "name": v.name, "source": v.source, "shape": v.shape,
+         "spacing": [round(s, 3) for s in v.spacing], "label": labelled.get(v.id) is not None,
+         "labels": (labelled[v.id].meta or {}).get("labels") if v.id in labelled else None}
+        for v in images
+    ]  # fmt: skip
+
+
+@router.get("/studies/new")
+def new_study_form(request: Request):
+    user = require_page_roles(request, *OWNER_ROLES)
+    with request.app.state.session_factory() as db:
+        choices = _volume_choices(db)
+    return render(request, "studies/new.html", user=user, volumes=choices, error=None, form={})
+
+
+def _ints(form, name: str) -> list[int]:
+    return [int(value) for value in form.getlist(name) if str(value).strip().isdigit()]
+
+
+def _optional_float(text) -> float | None:
+    text = (text or "").strip()
+    return float(text) if text else None
+
+
+def spec_from_form(form) -> dict:
+    """The API's study spec from the new-study form's fields."""
+    labels = [int(v) for v in str(form.get("mask_labels") or "1").replace(" ", "").split(",") if v]
+    second = form.get("arm1_source") or "synthesize"
+    arm1 = {"name": form.get("arm1_name") or "Synthetic tumors", "truth": form.get("arm1_truth") or "synthetic",
+            "source": second, "organ": form.get("organ") or "liver",
+            "profile": form.get("profile") or "paper"}  # fmt: skip
+    if second == "synthesize":
+        arm1["healthy"] = [
+            {"image_id": i, "mask_labels": labels} for i in _ints(form, "arm1_healthy")
+        ]
+    else:
+        arm1["volumes"] = [{"image_id": i} for i in _ints(form, "arm1_volumes")]
+    caption = (form.get("example_caption") or "Example").strip()
+    return {
+        "title": (form.get("title") or "").strip(),
+        "description": form.get("description") or "",
+        "instructions": form.get("instructions") or "",
+        "allow_unsure": form.get("allow_unsure") == "on",
+        "confidence_scale": form.get("confidence_scale") == "on",
+        "allow_change": form.get("allow_change") == "on",
+        "click_synthetic": form.get("click_synthetic") == "on",
+        "repeats": int(form.get("repeats") or 0),
+        "box_mm": _optional_float(form.get("box_mm")),
+        "spacing_mm": _optional_float(form.get("spacing_mm")),
+        "arms": [
+            {"name": form.get("arm0_name") or "Real tumors", "truth": form.get("arm0_truth") or "real",
+             "source": "volumes", "volumes": [{"image_id": i} for i in _ints(form, "arm0_volumes")]},
+            arm1,
+        ],
+        "examples": [{"image_id": i, "caption": caption, "arm": 0} for i in _ints(form, "examples")],
+    }  # fmt: skip
+
+
+@router.post("/studies/new")
+async def new_study_submit(request: Request):
+    from pydantic import ValidationError
+
+    from app.api.studies import StudyCreate
+
+    user = require_page_roles(request, *OWNER_ROLES)
+    form = await request.form()
+    auth.check_csrf(request, form.get("csrf_token"))
+    with request.app.state.session_factory() as db:
+        try:
+            spec = StudyCreate.model_validate(spec_from_form(form)).model_dump()
+            study = service.create_study(db, user, spec)
+            service.queue_prepare(db, study, user.id)
+            db.commit()
+            return RedirectResponse(f"/studies/{study.id}", status_code=303)
+        except (StudyError, ValidationError, ValueError) as error:
+            db.rollback()
+            message = _message(error)
+            return render(request, "studies/new.html", status_code=422, user=user,
+                          volumes=_volume_choices(db), error=message, form=dict(form))  # fmt: skip
+
+
+def _message(error: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}".removeprefix(": ")
+            for e in error.errors()
+        )
+    return str(error)
+
+
+def _detail(request: Request, study_id: int, **extra):
+    with request.app.state.session_factory() as db:
+        user, study = _owned(request, db, study_id)
+        data = service.study_json(db, study, detail=True)
+        return render(request, "studies/detail.html", user=user, study=data, **extra)
+
+
+@router.get("/studies/{study_id}")
+def study_detail(request: Request, study_id: int):
+    return _detail(request, study_id, invitation=None, error=None)
+
+
+async def _form_action(request: Request, study_id: int, action) -> dict:
+    form = await request.form()
+    auth.check_csrf(request, form.get("csrf_token"))
+    with request.app.state.session_factory() as db:
+        user, study = _owned(request, db, study_id)
+        try:
+            extra = action(db, user, study, form) or {}
+            db.commit()
+        except StudyError as error:
+            db.rollback()
+            extra = {"error": str(error)}
+    return {"invitation": None, "error": None, **extra}
+
+
+@router.post("/studies/{study_id}/prepare")
+async def study_prepare(request: Request, study_id: int):
+    extra = await _form_action(
+        request,
+        study_id,
+        lambda db, user, study, form: service.queue_prepare(db, study, user.id) and None,
+    )
+    if extra["error"]:
+        return _detail(request, study_id, **extra)
+    return RedirectResponse(f"/studies/{study_id}", status_code=303)
+
+
+@router.post("/studies/{study_id}/readers")
+async def study_invite(request: Request, study_id: int):
+    def invite(db, user, study, form):
+        label = (form.get("label") or "").strip()
+        if not label:
+            raise StudyError("give the reader a label, e.g. 'Reader 1 (senior)'")
+        account = None
+        if (form.get("username") or "").strip():
+            name = form.get("username").strip().lower()
+            account = db.scalar(select(User).where(User.username == name))
+            if account is None:
+                raise StudyError(f"no user named {name!r}", 404)
+        reader, token = service.invite_reader(db, study, label[:100], account)
+        return {"invitation": {"label": reader.label, "url": _link(request, token)}}
+
+    return _detail(request, study_id, **await _form_action(request, study_id, invite))
+
+
+@router.post("/studies/{study_id}/readers/{reader_id}/link")
+async def study_relink(request: Request, study_id: int, reader_id: int):
+    def relink(db, user, study, form):
+        reader = db.get(StudyReader, reader_id)
+        if reader is None or reader.study_id != study.id:
+            raise StudyError(f"reader {reader_id} not found", 404)
+        return {"invitation": {"label": reader.label,
+                               "url": _link(request, service.reissue_link(db, reader))}}  # fmt: skip
+
+    return _detail(request, study_id, **await _form_action(request, study_id, relink))
+
+
+@router.post("/studies/{study_id}/status")
+async def study_status(request: Request, study_id: int):
+    def toggle(db, user, study, form):
+        service.set_open(db, study, form.get("open") == "true")
+
+    extra = await _form_action(request, study_id, toggle)
+    return _detail(request, study_id, **extra)
+
+
+def _link(request: Request, token: str) -> str:
+    return f"{str(request.base_url).rstrip('/')}/r/{token}"
+
+
+@router.get("/studies/{study_id}/results")
+def study_results(request: Request, study_id: int):
+    with request.app.state.session_factory() as db:
+        user, study = _owned(request, db, study_id)
+        data = service.study_json(db, study, detail=True)
+        return render(request, "studies/results.html", user=user, study=data,
+                      results=views.results(db, study))  # fmt: skip
+
+
+@router.get("/studies/{study_id}/report")
+def study_report(request: Request, study_id: int):
+    """A printable report: design, every number with its interval and its definition."""
+    with request.app.state.session_factory() as db:
+        user, study = _owned(request, db, study_id)
+        data = service.study_json(db, study, detail=True)
+        return render(request, "studies/report.html", user=user, study=data,
+                      results=views.results(db, study))  # fmt: skip
