@@ -536,12 +536,15 @@ def _coarse_window_indices(slices: list) -> list[int]:
 
 def _dilated_foreground(logits: torch.Tensor, margin: int) -> torch.Tensor:
     """Voxels within ``margin`` voxels (a cube) of any non-background argmax, any image."""
-    foreground = (logits.argmax(dim=1, keepdim=True) > 0).any(dim=0, keepdim=True).float()
-    if margin > 0:
-        foreground = nn.functional.max_pool3d(
-            foreground, kernel_size=2 * margin + 1, stride=1, padding=margin
+    # argmax > 0 (ties go to the first class, as argmax): much faster than argmax on a CPU
+    best_other = logits[:, 1:].amax(dim=1, keepdim=True)
+    foreground = (best_other > logits[:, :1]).any(dim=0, keepdim=True)
+    if margin > 0:  # a cube is separable: scipy runs three O(N) 1-D maximum filters
+        grown = ndimage.maximum_filter(
+            foreground[0, 0].cpu().numpy().view(np.uint8), size=2 * margin + 1, mode="constant"
         )
-    return foreground > 0
+        foreground = torch.from_numpy(grown.astype(bool))[None, None].to(logits.device)
+    return foreground
 
 
 def _check_label_map(labels: np.ndarray, name: str = "labels") -> np.ndarray:
