@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -52,7 +53,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
 def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
     if status == 401:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
     return render(request, "error.html", status_code=status, status=status, detail=detail)
 
 

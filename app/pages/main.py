@@ -1,4 +1,8 @@
-"""The main pages: home, login/logout. (Volume, upload, segment and synthesize pages: TODO.)"""
+"""The main pages: home, login/logout; the work pages are included from their modules.
+
+- :mod:`app.pages.volumes`: upload, the volume list, the volume page (viewer, segment form);
+- :mod:`app.pages.results`: segmentation and synthesis results, the synthesis form, jobs.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 
 from app import auth
+from app.pages import results, volumes
 from app.pages.common import page_user, render
 
 router = APIRouter(include_in_schema=False)
+router.include_router(volumes.router)
+router.include_router(results.router)
 
 
 def _safe_next(target: str | None) -> str:

@@ -72,3 +72,48 @@ def log_in(page, server: LiveServer, username: str, password: str) -> None:
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/login" not in url)
+
+
+# --- fixtures of the main-page tests (upload, viewer, segment, synthesize) ----------------------
+
+PHANTOM_SHAPE = (96, 80, 48)
+PHANTOM_SPACING_MM = (2.5, 2.5, 2.5)
+
+
+@pytest.fixture(scope="session")
+def phantom_files(tmp_path_factory) -> tuple[Path, Path]:
+    """(CT, organ labels) NIfTI files of a small phantom (the demo model segments it in ~15 s)."""
+    from syntumor_core.phantom import make_phantom
+    from syntumor_core.volume import save_nifti
+
+    folder = tmp_path_factory.mktemp("browser-phantom")
+    phantom = make_phantom(seed=3, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING_MM)
+    image = save_nifti(phantom.image, folder / "phantom_ct.nii.gz")
+    labels = save_nifti(phantom.labels, folder / "phantom_organs.nii.gz")
+    return image, labels
+
+
+def canvas_pixels(locator):
+    """The rendered pixels of an element (a NiiVue canvas) as an RGB array (height, width, 3)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB"))
+
+
+def non_background_fraction(pixels, background=(0, 0, 0), tolerance=12) -> float:
+    """Share of pixels that differ from the background colour by more than ``tolerance``."""
+    import numpy as np
+
+    distance = np.abs(pixels.astype(int) - np.array(background)).max(axis=-1)
+    return float((distance > tolerance).mean())
+
+
+def changed_fraction(before, after, tolerance=12) -> float:
+    """Share of pixels that differ between two renderings of the same size."""
+    import numpy as np
+
+    assert before.shape == after.shape, (before.shape, after.shape)
+    return float((np.abs(before.astype(int) - after.astype(int)).max(axis=-1) > tolerance).mean())

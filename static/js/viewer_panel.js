@@ -1,0 +1,159 @@
+// The viewer panel of the pages (templates/volumes/_viewer.html): one or more NiiVue tiles
+// sharing one toolbar (layout, CT window, overlay, opacity), a legend and HU readouts.
+
+import { CtViewer, WINDOW_PRESETS, describeHover } from "./viewer.js";
+import { el } from "./ui.js";
+
+export class ViewerPanel {
+  /**
+   * @param {HTMLElement} root - the panel's <section class="viewer-panel">
+   */
+  constructor(root) {
+    this.root = root;
+    this.tiles = [...root.querySelectorAll(".viewer-tile")];
+    this.viewers = this.tiles.map((tile) => {
+      const readout = tile.querySelector(".hu-readout");
+      return new CtViewer(tile.querySelector("canvas"), {
+        onHover: (info) => {
+          readout.textContent = info ? describeHover(info) : readout.dataset.idle;
+          readout.dataset.hu = info ? String(Math.round(info.hu)) : "";
+        },
+      });
+    });
+    const target = this.tiles.findIndex((tile) => tile.dataset.overlayTarget !== undefined);
+    this.overlayViewer = this.viewers[target >= 0 ? target : 0];
+    this.labelMaps = [];
+    this.legendList = root.querySelector(".legend");
+    this.overlaySelect = root.querySelector("select[name=overlay]");
+    this.opacity = root.querySelector("input[name=opacity]");
+    this.status = root.querySelector(".viewer-status");
+    this.bindLayout();
+    this.bindWindow();
+    this.bindOverlay();
+  }
+
+  get viewer() {
+    return this.viewers[0];
+  }
+
+  say(message) {
+    if (this.status) this.status.textContent = message;
+  }
+
+  bindLayout() {
+    for (const radio of this.root.querySelectorAll("input[name=layout]")) {
+      radio.addEventListener("change", () => {
+        if (radio.checked) this.viewers.forEach((viewer) => viewer.setLayout(radio.value));
+      });
+    }
+  }
+
+  bindWindow() {
+    const width = this.root.querySelector("input[name=window-width]");
+    const level = this.root.querySelector("input[name=window-level]");
+    const presets = [...this.root.querySelectorAll("button[data-preset]")];
+    this.applyWindow = (w, l, presetName = null) => {
+      width.value = w;
+      level.value = l;
+      this.viewers.forEach((viewer) => viewer.setWindow(w, l));
+      presets.forEach((button) => button.setAttribute("aria-pressed", String(button.dataset.preset === presetName)));
+      this.root.dataset.window = `${w}/${l}`;
+      this.windowSet = true;
+    };
+    presets.forEach((button) => {
+      button.addEventListener("click", () => {
+        const preset = WINDOW_PRESETS[button.dataset.preset];
+        this.applyWindow(preset.width, preset.level, button.dataset.preset);
+      });
+    });
+    const free = () => {
+      const w = Number(width.value);
+      const l = Number(level.value);
+      if (Number.isFinite(w) && w > 0 && Number.isFinite(l)) this.applyWindow(w, l);
+    };
+    width.addEventListener("change", free);
+    level.addEventListener("change", free);
+  }
+
+  bindOverlay() {
+    if (this.overlaySelect) {
+      this.overlaySelect.addEventListener("change", () => {
+        const id = this.overlaySelect.value ? Number(this.overlaySelect.value) : null;
+        this.showOverlay(id);
+      });
+    }
+    if (this.opacity) {
+      this.opacity.addEventListener("input", () => {
+        this.overlayViewer.setOverlayOpacity(this.opacity.value);
+        this.opacity.setAttribute("aria-valuetext", `${Math.round(this.opacity.value * 100)} %`);
+      });
+    }
+  }
+
+  /** Load a CT into tiles: one volume JSON per tile, in order (null leaves a tile as it is). */
+  async loadImages(volumes) {
+    this.say("Loading the image…");
+    try {
+      await Promise.all(volumes.map((volume, i) => (volume ? this.viewers[i].loadImage(volume) : null)));
+      if (!this.windowSet) {
+        const preset = WINDOW_PRESETS.abdomen;
+        this.applyWindow(preset.width, preset.level, "abdomen");
+      } else {
+        const { width, level } = this.viewers[0].window;
+        this.viewers.forEach((viewer) => viewer.setWindow(width, level));
+      }
+      this.say("");
+      this.root.dataset.ready = String(this.viewers.filter((viewer) => viewer.image).length);
+    } catch (error) {
+      this.say(`The image could not be shown: ${error.message}`);
+      throw error;
+    }
+  }
+
+  /** The label maps offered as overlays (volume JSON); optionally choose one. */
+  setLabelMaps(labelMaps) {
+    this.labelMaps = labelMaps;
+    if (!this.overlaySelect) return;
+    const current = this.overlaySelect.value;
+    this.overlaySelect.replaceChildren(
+      el("option", { value: "" }, "None"),
+      ...labelMaps.map((label) => el("option", { value: label.id }, `${label.name} (#${label.id})`)),
+    );
+    this.overlaySelect.value = labelMaps.some((label) => String(label.id) === current) ? current : "";
+  }
+
+  /** Show the label map `id` over the image (null: none), with its legend. */
+  async showOverlay(id) {
+    const label = this.labelMaps.find((item) => item.id === id) || null;
+    if (this.overlaySelect) this.overlaySelect.value = label ? String(label.id) : "";
+    this.say(label ? "Loading the label map…" : "");
+    try {
+      const legend = await this.overlayViewer.setOverlay(label);
+      this.renderLegend(legend, label);
+      this.say("");
+    } catch (error) {
+      this.say(`The label map could not be shown: ${error.message}`);
+    }
+    this.root.dataset.overlay = label ? String(label.id) : "";
+  }
+
+  renderLegend(legend, label) {
+    if (!this.legendList) return;
+    if (!label) {
+      this.legendList.replaceChildren(el("li", { class: "muted" }, "No overlay."));
+      return;
+    }
+    if (!label.labels) {
+      this.legendList.replaceChildren(
+        el("li", { class: "muted" }, "This label map has no legend: values are shown as numbers."),
+      );
+    } else {
+      this.legendList.replaceChildren();
+    }
+    for (const entry of legend) {
+      const swatch = el("span", { class: "swatch", "aria-hidden": "true" });
+      swatch.style.background = `rgb(${entry.rgb.join(",")})`;
+      this.legendList.append(el("li", { dataset: { value: entry.value } }, swatch, `${entry.value} · ${entry.name}`));
+    }
+  }
+}
