@@ -77,6 +77,20 @@ def _window(text: str) -> tuple[float, float]:
     return values  # type: ignore[return-value]
 
 
+def _tumor_types(text: str) -> dict[str, float] | None:
+    """``--syn-types small=0.5,medium=0.5`` as a dict; None when empty."""
+    if not text.strip():
+        return None
+    weights = {}
+    for part in (p for p in text.split(",") if p.strip()):
+        name, _, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            fail(f"--syn-types must look like small=0.5,medium=0.5; got {text!r}")
+    return weights
+
+
 def train_command(
     out: Annotated[Path, typer.Option(help="Folder for model.pt, model_final.pt, logs, config.")],
     data: DataOption = None,
@@ -108,6 +122,9 @@ def train_command(
     syn_organ: Annotated[str, typer.Option(help="liver, pancreas or kidney.")] = "liver",
     syn_profile: Annotated[str, typer.Option(help="paper or realistic.")] = "paper",
     syn_prob: Annotated[float, typer.Option(help="Probability of synthesizing per case.")] = 0.9,
+    syn_types: Annotated[
+        str, typer.Option(help="Tumor-type weights like small=0.5,medium=0.5 (default: organ's).")
+    ] = "",
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and augmentation.")] = 0,
     workers: Annotated[int, typer.Option(help="Data-loader processes per rank.")] = 4,
     cache: Annotated[bool, typer.Option(help="Keep resampled volumes in memory.")] = True,
@@ -143,6 +160,7 @@ def train_command(
             val_overlap=val_overlap, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
             syn=syn, syn_organ=syn_organ, syn_profile=syn_profile, syn_prob=syn_prob, seed=seed,
             workers=workers, cache=cache, amp=amp, device=rank_device, resume=resume, init=init,
+            syn_types=_tumor_types(syn_types),
         )  # fmt: skip
         if rank != 0:
             train(config)

@@ -156,5 +156,5 @@ class Synthesis(Base):
     job: Mapped[Job] = relationship()
 
 
-# The reader study's tables register themselves on Base when imported.
-from app import models_studies  # noqa: E402,F401
+# The reader study's and the admin training jobs' tables register themselves on Base when imported.
+from app import models_studies, models_training  # noqa: E402,F401

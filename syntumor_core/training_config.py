@@ -54,6 +54,27 @@ def _triple(name: str, value, cast) -> tuple:
     return values
 
 
+def check_tumor_types(organ: str, probabilities: Mapping[str, float]) -> dict[str, float]:
+    """Tumor-type probabilities as a plain dict, refusing unknown names and bad values.
+
+    Args:
+        organ: the organ profile whose types the names must be.
+        probabilities: ``{type name: weight}``; weights >= 0, not all 0 (they are normalised
+            where they are used).
+    """
+    profile = get_organ_profile(organ)
+    checked = {}
+    for name, value in dict(probabilities).items():
+        profile.tumor_type(str(name))
+        weight = float(value)
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ParameterError(f"syn_types[{name!r}] must be a number >= 0, got {value!r}")
+        checked[str(name)] = weight
+    if not checked or sum(checked.values()) <= 0:
+        raise ParameterError(f"syn_types must give some type a weight > 0, got {probabilities!r}")
+    return checked
+
+
 def _check_arch(arch: str) -> None:
     """Refuse an unknown architecture name, suggesting the closest known one."""
     if arch in ARCHITECTURES:
@@ -105,6 +126,8 @@ class TrainingConfig:
         resume: ``model_final.pt`` of an earlier run: continue it (weights, optimizer,
             scheduler, step and epoch).
         init: a checkpoint whose weights start this run (epoch 0, fresh optimizer).
+        syn_types: probability of each tumor type when synthesizing (normalised; names from the
+            organ profile); None: the organ profile's own probabilities.
     """
 
     out_dir: str
@@ -138,6 +161,7 @@ class TrainingConfig:
     device: str = "auto"
     resume: str | None = None
     init: str | None = None
+    syn_types: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -155,6 +179,8 @@ class TrainingConfig:
         _check_arch(self.arch)
         get_organ_profile(self.syn_organ)
         check_profile_name(self.syn_profile)
+        if self.syn_types is not None:
+            fix("syn_types", check_tumor_types(self.syn_organ, self.syn_types))
 
     def _check_source(self) -> None:
         if (self.data is None) == (self.phantoms == 0):

@@ -108,7 +108,8 @@ def train_transforms(config: TrainingConfig, source: str) -> mt.Compose:
     synthesis = []
     if config.syn:
         synthesis = [RandTumorSynthesisd(keys=KEYS, prob=config.syn_prob, organ=config.syn_organ,
-                                         profile=config.syn_profile)]  # fmt: skip
+                                         profile=config.syn_profile,
+                                         tumor_types=config.syn_types)]  # fmt: skip
     return mt.Compose([
         *_resampling(config, source),
         *synthesis,
