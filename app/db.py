@@ -15,13 +15,19 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Connections to a SQLite file are cheap; enough for every thread of the server's thread pool
+# (40) to hold one, so a burst of requests waits on the database, never on the pool.
+SQLITE_POOL_SIZE, SQLITE_MAX_OVERFLOW = 10, 40
 
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the pragmas SQLite needs for concurrent use."""
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_pre_ping=True,
+            **_sqlite_pool_options(url),
         )
 
         @event.listens_for(engine, "connect")
@@ -34,6 +40,13 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_pool_options(url: str) -> dict:
+    """Pool sizes for a SQLite file (an in-memory database keeps SQLAlchemy's own pool)."""
+    if url in ("sqlite://", "sqlite:///") or ":memory:" in url or "mode=memory" in url:
+        return {}
+    return {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_MAX_OVERFLOW}
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

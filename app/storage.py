@@ -7,9 +7,10 @@ Layout (all relative to ``data_dir``)::
     volumes/ab/<sha256>.zip      an uploaded DICOM series as received (kept for DICOM-SEG)
     results/<job id>/…           job outputs (manifests, DICOM-SEG, lesion tables)
 
-A file is moved into place only after it validated; the database row is added after the file
-is in place, and removed files are never referenced. User-supplied names are display text only,
-never part of a path.
+A file is moved into place only after it validated (NIfTI in bounded memory by
+:mod:`app.nifti_scan`, so a 1 GB upload never sits in RAM); the database row is added after the
+file is in place, and removed files are never referenced. User-supplied names are display text
+only, never part of a path.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.nifti_scan import NiftiScanError, scan_nifti
 from syntumor_core.errors import SynTumorError, VolumeError
 from syntumor_core.volume import Volume, load_dicom_series, load_label_nifti, load_nifti, save_nifti
 
@@ -34,6 +37,8 @@ MIN_SPACING_MM = 0.05
 MAX_SPACING_MM = 20.0
 MIN_AXIS = 8
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+STALE_TMP_S = 24 * 3600.0
+MAX_DICOM_BYTES = 2 * 1024**3  # the most a DICOM zip may unpack to (it is read in memory)
 
 
 class UploadError(ValueError):
@@ -73,8 +78,8 @@ def upload_format(name: str) -> str:
     if lower.endswith(".zip"):
         return "dicom"
     raise UploadError(
-        f"unsupported file type {name!r}: upload a NIfTI (.nii, .nii.gz) or a .zip of one DICOM "
-        "series",
+        f"unsupported file type {safe_display_name(name, '')!r}: upload a NIfTI (.nii, .nii.gz) "
+        "or a .zip of one DICOM series",
         415,
     )
 
@@ -82,13 +87,15 @@ def upload_format(name: str) -> str:
 class Storage:
     """The data folder's files."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, max_dicom_bytes: int = MAX_DICOM_BYTES) -> None:
         self.root = Path(data_dir).resolve()
+        self.max_dicom_bytes = max_dicom_bytes
         self.tmp_dir = self.root / "tmp"
         self.volumes_dir = self.root / "volumes"
         self.results_dir = self.root / "results"
         for folder in (self.tmp_dir, self.volumes_dir, self.results_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        self.sweep_tmp()
 
     def absolute(self, relative: str) -> Path:
         """The absolute path of a stored file; refuses anything outside the data folder."""
@@ -131,15 +138,34 @@ class Storage:
             raise
         return target
 
-    def store_upload(self, temp_path: Path, name: str, *, label: bool = False) -> StoredFile:
-        """Validate an uploaded temporary file and move it into place (the temp file is gone)."""
+    def store_upload(
+        self,
+        temp_path: Path,
+        name: str,
+        *,
+        label: bool = False,
+        expected_shape: tuple[int, ...] | None = None,
+    ) -> StoredFile:
+        """Validate an uploaded temporary file and move it into place (the temp file is gone).
+
+        Args:
+            temp_path: the received file under ``tmp/``; removed whatever happens.
+            name: the uploaded file name (tells the format; used in messages).
+            label: the file is a label map (NIfTI only).
+            expected_shape: refuse the file (422) unless its shape is this one (a label map
+                must lie on its image's grid).
+
+        Raises:
+            UploadError: with the HTTP status and a message naming the problem.
+        """
         try:
             kind = upload_format(name)
+            shown = safe_display_name(name)
             if kind == "nifti":
-                return self._store_nifti(temp_path, name, label)
+                return self._store_nifti(temp_path, shown, label, expected_shape)
             if label:
-                raise UploadError("label maps must be NIfTI files", 415)
-            return self._store_dicom(temp_path, name)
+                raise UploadError("label maps must be NIfTI files (.nii or .nii.gz)", 415)
+            return self._store_dicom(temp_path, shown)
         finally:
             temp_path.unlink(missing_ok=True)
 
@@ -148,7 +174,7 @@ class Storage:
         temp_path = self.new_temp_path(".nii.gz")
         try:
             save_nifti(volume, temp_path, dtype=np.uint8 if label else np.float32)
-            return self._place(temp_path, ".nii.gz", volume, "nifti")
+            return self._place(temp_path, ".nii.gz", volume.shape, volume.spacing, "nifti")
         finally:
             temp_path.unlink(missing_ok=True)
 
@@ -162,53 +188,81 @@ class Storage:
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _store_nifti(self, temp_path: Path, name: str, label: bool) -> StoredFile:
-        suffix = ".nii.gz" if name.lower().endswith(".gz") else ".nii"
-        named = temp_path.with_name(temp_path.stem + "-in" + suffix)
-        os.replace(temp_path, named)
+    def _store_nifti(
+        self, temp_path: Path, name: str, label: bool, expected_shape: tuple[int, ...] | None
+    ) -> StoredFile:
+        """Check the file in bounded memory (header, then voxels in slabs) and store it as is."""
         try:
-            volume = _read_checked(named, name, label)
-            return self._place(named, suffix, volume, "nifti")
-        finally:
-            named.unlink(missing_ok=True)
+            summary = scan_nifti(temp_path, name=name, label=label)
+        except NiftiScanError as error:
+            raise UploadError(str(error), 422) from None
+        _check_geometry(summary.shape, summary.spacing_mm, name)
+        if expected_shape is not None and tuple(summary.shape) != tuple(expected_shape):
+            raise UploadError(
+                f"{name}: label map shape {summary.shape} differs from its image's "
+                f"{tuple(expected_shape)}; a label map must lie on the image's grid",
+                422,
+            )
+        suffix = ".nii.gz" if summary.compressed else ".nii"
+        return self._place(temp_path, suffix, summary.shape, summary.spacing_mm, "nifti")
 
     def _store_dicom(self, temp_path: Path, name: str) -> StoredFile:
+        """Assemble the zip's largest series; store it as NIfTI and keep the zip (DICOM-SEG)."""
         zipped = temp_path.with_name(temp_path.stem + "-in.zip")
         os.replace(temp_path, zipped)
         converted = self.new_temp_path(".nii.gz")
         try:
             try:
-                volume = load_dicom_series(zipped)
+                volume = load_dicom_series(zipped, max_total_bytes=self.max_dicom_bytes)
             except SynTumorError as error:
                 raise UploadError(_rename(str(error), zipped, name), 422) from None
-            _check_geometry(volume, name)
-            zip_sha = _sha256(zipped)
-            zip_rel = self._move_into_store(zipped, zip_sha, ".zip")
+            _check_geometry(volume.shape, volume.spacing, name)
             save_nifti(volume, converted, dtype=np.float32)
-            stored = self._place(converted, ".nii.gz", volume, "dicom")
+            zip_sha = _sha256(zipped)
+            stored = self._place(converted, ".nii.gz", volume.shape, volume.spacing, "dicom")
+            zip_rel = self._move_into_store(zipped, zip_sha, ".zip")
             return StoredFile(**{**stored.__dict__, "sha256": zip_sha, "dicom_zip": zip_rel})
         finally:
             zipped.unlink(missing_ok=True)
             converted.unlink(missing_ok=True)
 
-    def _place(self, path: Path, suffix: str, volume: Volume, source_format: str) -> StoredFile:
+    def _place(self, path: Path, suffix: str, shape, spacing, source_format: str) -> StoredFile:
         sha = _sha256(path)
         size = path.stat().st_size
         relative = self._move_into_store(path, sha, suffix)
-        spacing = tuple(round(float(s), 6) for s in volume.spacing)
-        return StoredFile(sha, relative, size, tuple(volume.shape), spacing, source_format)
+        spacing = tuple(round(float(s), 6) for s in spacing)
+        shape = tuple(int(n) for n in shape)
+        return StoredFile(sha, relative, size, shape, spacing, source_format)
 
     def _move_into_store(self, path: Path, sha: str, suffix: str) -> str:
+        """Move a checked file to ``volumes/<sha[:2]>/<sha><suffix>`` (a rename, no copy)."""
         folder = self.volumes_dir / sha[:2]
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{sha}{suffix}"
         if final.exists():  # same bytes already stored: nothing to write
             path.unlink(missing_ok=True)
         else:
-            temp_final = folder / f".{sha}{suffix}.part"
-            shutil.copyfile(path, temp_final)
-            os.replace(temp_final, final)
+            try:
+                os.replace(path, final)  # tmp/ and volumes/ share the data folder's file system
+            except OSError:
+                temp_final = folder / f".{sha}{suffix}.part"
+                shutil.copyfile(path, temp_final)
+                os.replace(temp_final, final)
+                path.unlink(missing_ok=True)
         return self.relative(final)
+
+    def sweep_tmp(self, older_than_s: float = STALE_TMP_S) -> int:
+        """Remove uploads left in ``tmp/`` by a killed process; returns how many went."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in self.tmp_dir.iterdir():
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
 
 
 def _sha256(path: Path) -> str:
@@ -224,26 +278,16 @@ def _rename(message: str, path: Path, name: str) -> str:
     return message.replace(str(path), name).replace(path.name, name)
 
 
-def _read_checked(path: Path, name: str, label: bool) -> Volume:
-    try:
-        volume = load_label_nifti(path) if label else load_nifti(path)
-    except SynTumorError as error:
-        raise UploadError(_rename(str(error), path, name), 422) from None
-    except (OSError, EOFError, ValueError) as error:  # nibabel/gzip failures not typed by the core
-        raise UploadError(f"{name}: not a readable NIfTI file ({error})", 422) from None
-    _check_geometry(volume, name)
-    return volume
-
-
-def _check_geometry(volume: Volume, name: str) -> None:
-    shape = tuple(volume.shape)
+def _check_geometry(shape, spacing_mm, name: str) -> None:
+    """Refuse volumes too small to be CT, or with implausible voxel sizes (mm)."""
+    shape = tuple(int(n) for n in shape)
     if min(shape) < MIN_AXIS:
         raise UploadError(
             f"{name}: shape {shape} is too small for a CT volume (each axis needs at least "
             f"{MIN_AXIS} voxels)",
             422,
         )
-    spacing = tuple(float(s) for s in volume.spacing)
+    spacing = tuple(float(s) for s in spacing_mm)
     if not all(MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in spacing):
         raise UploadError(
             f"{name}: voxel spacing {tuple(round(s, 4) for s in spacing)} mm is not plausible for "

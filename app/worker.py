@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -40,6 +41,10 @@ PROGRESS_WRITE_INTERVAL_S = 0.5
 
 Handler = Callable[["JobContext"], dict[str, Any]]
 HANDLERS: dict[str, Handler] = {}
+# Kinds run by their own supervisor (training and evaluation: child processes, see
+# app.services.training_supervisor): a worker claims them only when it names them in ``kinds``,
+# and never recovers them (the supervisor re-attaches or fails them).
+SUPERVISED_KINDS: set[str] = set()
 
 
 def job_handler(kind: str) -> Callable[[Handler], Handler]:
@@ -70,23 +75,38 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment
 
 
+# Tells this process from an earlier one with the same pid on the same host name (a container
+# restarted: its server is pid 1 again).
+PROCESS_TOKEN = uuid.uuid4().hex[:8]
+MAX_HOST_CHARS = 48  # a worker id fits the 100 characters of jobs.worker_id
+
+
+def _host() -> str:
+    return socket.gethostname()[:MAX_HOST_CHARS]
+
+
 def new_worker_id(label: str = "worker") -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{label}:{uuid.uuid4().hex[:8]}"
+    """``host:pid:label:token.random``: enough for :func:`_worker_alive` to judge it later."""
+    return f"{_host()}:{os.getpid()}:{label[:16]}:{PROCESS_TOKEN}.{uuid.uuid4().hex[:6]}"
 
 
 def _worker_alive(worker_id: str | None) -> bool | None:
-    """True/False when the worker ran on this host (its pid checked); None when unknown."""
+    """True/False when the worker ran on this host (its pid checked); None when unknown.
+
+    A worker id with this process's pid but another process token belongs to an earlier
+    process that had the same pid: gone.
+    """
     if not worker_id:
         return False
     parts = worker_id.split(":")
-    if len(parts) < 2 or parts[0] != socket.gethostname():
+    if len(parts) < 2 or parts[0] != _host():
         return None
     try:
         pid = int(parts[1])
     except ValueError:
         return None
     if pid == os.getpid():
-        return True
+        return len(parts) < 4 or "." not in parts[-1] or parts[-1].startswith(PROCESS_TOKEN + ".")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -108,6 +128,7 @@ class JobContext:
     storage: Storage
     session_factory: sessionmaker[Session]
     cache: dict[str, Any]
+    worker_id: str = ""
     _last_write: float = 0.0
     _lines: list[str] = field(default_factory=list)
 
@@ -209,6 +230,8 @@ class Worker:
             query = select(Job.id).where(Job.status == JobStatus.QUEUED)
             if self.kinds:
                 query = query.where(Job.kind.in_(self.kinds))
+            elif SUPERVISED_KINDS:
+                query = query.where(Job.kind.not_in(SUPERVISED_KINDS))
             query = query.order_by(Job.id).limit(1).with_for_update(skip_locked=True)
             job_id = session.scalar(query)
             if job_id is None:
@@ -251,6 +274,7 @@ class Worker:
                 storage=self.storage,
                 session_factory=self.session_factory,
                 cache=self.cache,
+                worker_id=self.worker_id,
             )
         handler = HANDLERS.get(context.kind)
         self._current_job = job_id
@@ -294,8 +318,15 @@ class Worker:
     def _finish(
         self, context: JobContext, status: str, result: dict | None, error: str | None
     ) -> None:
+        """Record the outcome, unless the job was meanwhile taken from this worker."""
         with self.session_factory() as session:
-            job = session.get(Job, context.job_id)
+            job = session.get(Job, context.job_id, with_for_update=True)
+            if job.status != JobStatus.RUNNING or job.worker_id != self.worker_id:
+                logger.warning(
+                    "job %s is %s under worker %s now; not recording this worker's %s",
+                    job.id, job.status, job.worker_id, status,
+                )  # fmt: skip
+                return
             if error:
                 context.log(f"{status}: {error}")
             context._flush_log(job)
@@ -311,7 +342,15 @@ class Worker:
     # --- recovery -------------------------------------------------------------------------------
 
     def recover(self) -> list[int]:
-        """Requeue or fail running jobs whose worker is gone; returns the ids touched."""
+        """Requeue or fail running jobs whose worker is gone; returns the ids touched.
+
+        A running job's worker is gone when the job is a leftover of this very worker (claimed
+        but not being run), when it ran on this host and its process has exited, or, on any
+        host, when its heartbeat is older than ``stale_job_s`` (a worker on another machine
+        that died, or a pid since reused by another process). Such a job is queued again while
+        it has attempts left (``max_job_attempts``), else failed; a job whose cancellation was
+        asked for is cancelled. Supervised kinds (training) are left to their supervisor.
+        """
         self._last_recovery = time.monotonic()
         stale_before = utcnow() - timedelta(seconds=self.settings.stale_job_s)
         touched = []
@@ -320,45 +359,75 @@ class Worker:
                 select(Job).where(Job.status == JobStatus.RUNNING).with_for_update(skip_locked=True)
             ).all()
             for job in running:
-                if job.id == self._current_job and job.worker_id == self.worker_id:
-                    continue
-                alive = _worker_alive(job.worker_id)
-                if job.worker_id == self.worker_id:
-                    alive = False  # this worker is not running it: a leftover of this process
-                heartbeat = _aware(job.heartbeat_at)
-                if alive is True or (alive is None and heartbeat and heartbeat > stale_before):
+                if job.kind in SUPERVISED_KINDS or not self._worker_gone(job, stale_before):
                     continue
                 touched.append(job.id)
-                note = f"interrupted (worker {job.worker_id} gone)"
-                if job.cancel_requested:
-                    job.status, job.error = JobStatus.CANCELLED, "cancelled by request"
-                    job.finished_at = utcnow()
-                elif job.attempts < self.settings.max_job_attempts:
-                    job.status, job.message = JobStatus.QUEUED, f"{note}; queued again"
-                    job.progress = 0.0
-                else:
-                    job.status, job.error = (
-                        JobStatus.FAILED,
-                        f"{note} after {job.attempts} attempts",
-                    )
-                    job.finished_at = utcnow()
-                    job.message = "failed"
-                job.log = (job.log or "") + f"{utcnow():%H:%M:%S} {note}\n"
+                _requeue_or_fail(job, self.settings.max_job_attempts)
             session.commit()
+        for job_id in touched:  # a retry starts afresh; a failed job keeps no partial output
+            shutil.rmtree(self.storage.results_dir / str(job_id), ignore_errors=True)
         if touched:
             logger.warning("recovered interrupted jobs %s", touched)
         return touched
 
+    def _worker_gone(self, job: Job, stale_before: datetime) -> bool:
+        if job.worker_id == self.worker_id:
+            return job.id != self._current_job  # claimed here, not running here: a leftover
+        heartbeat = _aware(job.heartbeat_at or job.started_at)
+        if heartbeat is None or heartbeat < stale_before:
+            return True
+        return _worker_alive(job.worker_id) is False
+
+
+def _requeue_or_fail(job: Job, max_attempts: int) -> None:
+    """Put an interrupted job back in the queue, or end it (cancelled, or failed when its
+    attempts are used up); the job's log says what happened."""
+    note = f"interrupted (worker {job.worker_id} gone)"
+    now = utcnow()
+    if job.cancel_requested:
+        job.status, job.error, job.message = JobStatus.CANCELLED, "cancelled by request", note
+        job.finished_at = now
+    elif job.attempts < max_attempts:
+        job.status, job.message = JobStatus.QUEUED, f"{note}; queued again"
+        job.progress, job.worker_id, job.heartbeat_at = 0.0, None, None
+    else:
+        job.status, job.message = JobStatus.FAILED, "failed"
+        job.error = (
+            f"{note} after {job.attempts} of {max_attempts} attempt(s); start it again once "
+            "the cause (e.g. the server running out of memory) is fixed"
+        )
+        job.finished_at = now
+    job.log = (job.log or "") + f"{now:%H:%M:%S} {note}\n"
+
 
 def request_cancel(session: Session, job: Job) -> Job:
-    """Cancel a queued job now, or ask a running one to stop at its next progress report."""
+    """Cancel a queued job now, or ask a running one to stop at its next progress report.
+
+    Both are conditional updates, so a worker claiming the job at the same moment never has
+    its ``running`` overwritten by a stale ``cancelled`` (it sees the request instead).
+    """
     if job.status in FINISHED_STATUSES:
         return job
-    if job.status == JobStatus.QUEUED:
-        job.status = JobStatus.CANCELLED
-        job.finished_at = utcnow()
-        job.message = "cancelled"
-        job.error = "cancelled by request"
-    job.cancel_requested = True
+    now = utcnow()
+    dequeued = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.CANCELLED,
+            cancel_requested=True,
+            finished_at=now,
+            message="cancelled",
+            error="cancelled by request",
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not dequeued:
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.RUNNING)
+            .values(cancel_requested=True, message="stopping at the next progress report")
+            .execution_options(synchronize_session=False)
+        )
     session.flush()
+    session.refresh(job)
     return job

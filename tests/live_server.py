@@ -36,22 +36,40 @@ def test_database_url(data_dir: Path) -> str:
     if not base:
         return f"sqlite:///{data_dir / 'syntumor.db'}"
     from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
 
     name = f"syntumor_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return base.rsplit("/", 1)[0] + f"/{name}"
+    return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+
+def _complete(response: bytes) -> bool:
+    """Whether a raw HTTP response with a Content-Length has all its body."""
+    head, _, body = response.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":", 1)[1])
+    return False
 
 
 class LiveServer:
     """One server process over one data folder."""
 
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        """A server over ``data_dir``; ``database_url`` reuses a database (e.g. of a server
+        that was killed), else a fresh one is made."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.database_url = test_database_url(self.data_dir)
+        self.database_url = database_url or test_database_url(self.data_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = env or {}
@@ -140,7 +158,9 @@ class LiveServer:
     def login(self, username: str, password: str) -> httpx.Client:
         """A client with the session cookie and the CSRF header of a logged-in user."""
         client = self.client()
-        answer = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+        answer = client.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
         answer.raise_for_status()
         client.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
         return client
@@ -164,6 +184,25 @@ class LiveServer:
                 return job
             time.sleep(0.3)
         raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
+
+    def raw_request(
+        self, head: str, body: bytes = b"", *, timeout: float = 30.0
+    ) -> tuple[int, str]:
+        """Send a hand-written HTTP/1.1 request (``head``: request line and headers, no blank
+        line) and return (status, response text). For what httpx will not send, such as a
+        Content-Length that the body does not match."""
+        request = head.rstrip("\r\n").replace("\n", "\r\n") + "\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as connection:
+            connection.sendall(request.encode("latin-1") + body)
+            received = b""
+            while b"\r\n\r\n" not in received or not _complete(received):
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        text = received.decode("latin-1")
+        status = int(text.split(" ", 2)[1]) if text.startswith("HTTP/") else 0
+        return status, text
 
     def close(self) -> None:
         self.stop()

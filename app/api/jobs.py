@@ -17,6 +17,7 @@ from app.worker import request_cancel
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 EVENT_POLL_S = 0.5
+KEEP_ALIVE_S = 15.0
 ADMIN_ONLY_KINDS = ("train", "evaluate")
 
 
@@ -78,7 +79,11 @@ async def job_events(
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ):
-    """Server-sent events: a ``progress`` event whenever the job changes, ``end`` when done."""
+    """Server-sent events: a ``progress`` event whenever the job changes, ``end`` when done.
+
+    A comment line every 15 s of silence keeps the connection alive; after ``timeout_s`` a
+    ``timeout`` event closes the stream (the job goes on; open the stream again to follow it).
+    """
     visible_job(db, job_id, user)
     db.close()
     factory = request.app.state.session_factory
@@ -88,18 +93,23 @@ async def job_events(
             return job_json(session.get(Job, job_id))
 
     async def stream():
-        last = None
-        waited = 0.0
+        last, waited, quiet = None, 0.0, 0.0
         while waited < timeout_s and not await request.is_disconnected():
             state = await asyncio.to_thread(snapshot)
             if state != last:
                 yield f"event: progress\ndata: {json.dumps(state)}\n\n"
-                last = state
+                last, quiet = state, 0.0
+            elif quiet >= KEEP_ALIVE_S:  # a comment line keeps proxies and clients patient
+                yield ": still working\n\n"
+                quiet = 0.0
             if state["status"] in FINISHED_STATUSES:
                 yield f"event: end\ndata: {json.dumps(state)}\n\n"
                 return
             await asyncio.sleep(EVENT_POLL_S)
             waited += EVENT_POLL_S
+            quiet += EVENT_POLL_S
+        if waited >= timeout_s:  # the job goes on; the client may open the stream again
+            yield f"event: timeout\ndata: {json.dumps(last)}\n\n"
 
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}

@@ -65,10 +65,18 @@ class SynthesisBody(BaseModel):
         return profile
 
 
+KIND_NOUNS = {"image": "an image", "label": "a label map"}
+
+
 def _image(db: Session, volume_id: int, kind: str) -> Volume:
+    """The volume, which must be of ``kind`` (404 if absent, 422 if of the other kind)."""
     volume = get_or_404(db, Volume, volume_id, "volume")
     if volume.kind != kind:
-        raise HTTPException(422, f"volume {volume_id} is a {volume.kind}, not a {kind}")
+        raise HTTPException(
+            422,
+            f"volume {volume_id} is {KIND_NOUNS.get(volume.kind, volume.kind)}, "
+            f"not {KIND_NOUNS[kind]}",
+        )
     return volume
 
 

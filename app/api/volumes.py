@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.formparsers import MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app import auth
 from app.api.common import PageParams, get_or_404, page_params, paginate, volume_json
@@ -23,6 +23,7 @@ from app.storage import UploadError, safe_display_name, upload_format
 
 router = APIRouter(prefix="/volumes", tags=["volumes"])
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+VOLUME_KINDS = ("image", "label")
 
 
 def _check_declared_size(request: Request, limit: int) -> None:
@@ -50,7 +51,10 @@ async def _limited(stream, limit: int):
 
 
 async def _multipart_file(request: Request, storage, limit: int):
-    """Stream the ``file`` part of a multipart body to a temporary file."""
+    """Stream the ``file`` part of a multipart body to a temporary file.
+
+    Returns (temporary path, file name, form field ``kind``, form field ``image_id``).
+    """
     parser = MultiPartParser(
         request.headers,
         _limited(request.stream(), limit + MULTIPART_OVERHEAD_BYTES),
@@ -58,22 +62,87 @@ async def _multipart_file(request: Request, storage, limit: int):
         max_fields=10,
         max_part_size=1024 * 1024,
     )
-    form = await parser.parse()  # Starlette spools the file part to disk
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise UploadError("the form has no 'file' field with a file", 400)
-
-    async def chunks():
-        while chunk := await upload.read(1024 * 1024):
-            yield chunk
-
-    name = upload.filename or "upload"
-    upload_format(name)
     try:
+        form = await parser.parse()  # Starlette spools the file part to a temporary file
+    except MultiPartException as error:
+        raise UploadError(f"malformed multipart form: {error.message}", 400) from None
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise UploadError("the form has no 'file' field with a file", 400)
+        name = upload.filename or ""
+        upload_format(name)
+
+        async def chunks():
+            while chunk := await upload.read(1024 * 1024):
+                yield chunk
+
         path = await storage.receive(chunks(), ".upload", limit)
     finally:
-        await upload.close()
+        await form.close()
     return path, name, form.get("kind"), form.get("image_id")
+
+
+def _form_kind(value, default: str) -> str:
+    if value is None or value == "":
+        return default
+    if value not in VOLUME_KINDS:
+        raise UploadError(f"kind must be 'image' or 'label', got {str(value)[:40]!r}", 422)
+    return value
+
+
+def _form_image_id(value, default: int | None) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UploadError(
+            f"image_id must be a whole number, got {str(value)[:40]!r}", 422
+        ) from None
+
+
+def _label_target(db: Session, kind: str, image_id: int | None) -> tuple[int, ...] | None:
+    """For a label map: the shape of the image it belongs to (checked to exist and be an image)."""
+    if kind != "label":
+        if image_id is not None:
+            raise UploadError("image_id is only for label maps (kind=label)", 422)
+        return None
+    if image_id is None:
+        raise UploadError("a label map needs image_id: the image it belongs to", 400)
+    image = db.get(Volume, image_id)
+    if image is None:
+        raise UploadError(f"volume {image_id} not found: give the id of a stored image", 404)
+    if image.kind != "image":
+        raise UploadError(f"volume {image_id} is a label map; a label map belongs to an image", 422)
+    return tuple(image.shape)
+
+
+async def _receive_upload(request: Request, db: Session, name, kind, image_id):
+    """Take the body (raw or multipart) into ``tmp/``; returns (path, name, kind, image_id, shape).
+
+    What can be checked before the body is read (name, kind, the image of a label map) is
+    checked first, so a refused upload costs no transfer.
+    """
+    storage, limit = request.app.state.storage, request.app.state.settings.max_upload_bytes
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        db.commit()  # hand the connection back while the body streams in
+        temp, name, form_kind, form_image = await _multipart_file(request, storage, limit)
+        try:
+            kind = _form_kind(form_kind, kind)
+            image_id = _form_image_id(form_image, image_id)
+            shape = _label_target(db, kind, image_id)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return temp, name, kind, image_id, shape
+    if not name:
+        raise UploadError("give the file name with ?name=… (it tells the format)", 400)
+    upload_format(name)
+    shape = _label_target(db, kind, image_id)
+    db.commit()  # hand the connection back while the body streams in
+    temp = await storage.receive(request.stream(), ".upload", limit)
+    return temp, name, kind, image_id, shape
 
 
 @router.post("", status_code=201)
@@ -85,41 +154,25 @@ async def upload_volume(
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ):
-    """Upload a CT image or a label map. Same bytes as a stored volume → that volume (200)."""
-    storage, settings = request.app.state.storage, request.app.state.settings
-    limit = settings.max_upload_bytes
-    _check_declared_size(request, limit)
+    """Upload a CT image or a label map. Same bytes as a stored volume → that volume (200).
+
+    The body is the file itself (``?name=ct.nii.gz``) or a multipart form with a ``file`` field
+    (and optional ``kind`` and ``image_id`` fields). NIfTI (``.nii``, ``.nii.gz``) or a ``.zip``
+    of one DICOM series; label maps are NIfTI on their image's grid.
+    """
+    _check_declared_size(request, request.app.state.settings.max_upload_bytes)
+    storage = request.app.state.storage
     try:
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            temp, name, form_kind, form_image = await _multipart_file(request, storage, limit)
-            kind = form_kind or kind
-            image_id = int(form_image) if form_image else image_id
-        else:
-            if not name:
-                raise UploadError("give the file name with ?name=… (it tells the format)", 400)
-            upload_format(name)
-            temp = await storage.receive(request.stream(), ".upload", limit)
-        if kind == "label":
-            if image_id is None:
-                raise UploadError("a label map needs image_id: the image it belongs to", 400)
-            image = get_or_404(db, Volume, image_id, "volume")
-        display = safe_display_name(name)
-        stored = await asyncio.to_thread(storage.store_upload, temp, name, label=kind == "label")
+        temp, name, kind, image_id, shape = await _receive_upload(request, db, name, kind, image_id)
+        stored = await asyncio.to_thread(
+            storage.store_upload, temp, name, label=kind == "label", expected_shape=shape
+        )
     except UploadError as error:
         raise HTTPException(error.status, str(error)) from None
-    if kind == "label" and tuple(stored.shape) != tuple(image.shape):
-        existing = volume_service.find_duplicate(db, stored.sha256, "label")
-        if existing is None:
-            storage.remove_unreferenced(stored.path)
-        raise HTTPException(
-            422,
-            f"label map shape {tuple(stored.shape)} differs from image {image.id}'s "
-            f"{tuple(image.shape)}",
-        )
-    row, created = volume_service.register(
-        db, stored, name=display, kind=kind, owner_id=user.id, image_id=image_id
-    )
-    db.commit()
+    row, created = volume_service.register_upload(
+        db, storage, stored, name=safe_display_name(name), kind=kind, owner_id=user.id,
+        image_id=image_id,
+    )  # fmt: skip
     body = {**volume_json(row), "duplicate": not created}
     return JSONResponse(body, status_code=201 if created else 200)
 
@@ -158,11 +211,17 @@ def download_volume(
     _user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ):
-    """The volume as NIfTI (``.nii.gz``)."""
+    """The volume as NIfTI (``.nii.gz``, or ``.nii`` when it was uploaded uncompressed)."""
     volume = get_or_404(db, Volume, volume_id, "volume")
     path = request.app.state.storage.absolute(volume.path)
-    suffix = ".nii.gz" if volume.path.endswith(".gz") else ".nii"
-    return FileResponse(path, media_type="application/gzip", filename=f"volume-{volume.id}{suffix}")
+    if not path.is_file():
+        raise HTTPException(410, f"the file of volume {volume_id} is missing from the data folder")
+    compressed = volume.path.endswith(".gz")
+    return FileResponse(
+        path,
+        media_type="application/gzip" if compressed else "application/octet-stream",
+        filename=f"volume-{volume.id}{'.nii.gz' if compressed else '.nii'}",
+    )
 
 
 @router.delete("/{volume_id}", status_code=204)
@@ -175,4 +234,11 @@ def delete_volume(
     volume = get_or_404(db, Volume, volume_id, "volume")
     if user.role != Role.ADMIN and volume.owner_id != user.id:
         raise HTTPException(403, "only the owner of a volume or an admin may delete it")
+    busy = volume_service.busy_jobs(db, volume)
+    if busy:
+        raise HTTPException(
+            409,
+            f"volume {volume_id} is in use by queued or running job(s) "
+            f"{', '.join(map(str, busy))}: cancel them or wait until they finish",
+        )
     volume_service.delete(db, request.app.state.storage, volume)

@@ -8,7 +8,10 @@ request row. Loaded segmenters stay in the worker's cache between jobs.
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import logging
+import shutil
 from dataclasses import asdict
 from typing import Any
 
@@ -19,6 +22,8 @@ from app.services.volumes import store_core_volume
 from app.worker import JobContext, JobFailed, job_handler
 from syntumor_core.errors import SynTumorError
 from syntumor_core.volume import Volume as CoreVolume
+
+logger = logging.getLogger(__name__)
 
 LESION_COLUMNS = (
     "index",
@@ -85,7 +90,22 @@ def write_lesion_files(folder, lesions: list[dict[str, Any]], provenance: dict) 
             )
 
 
+def results_removed_on_error(handler):
+    """Wrap a handler so a failed or cancelled run leaves no files in ``results/<job id>/``."""
+
+    @functools.wraps(handler)
+    def wrapper(context: JobContext) -> dict[str, Any]:
+        try:
+            return handler(context)
+        except BaseException:
+            shutil.rmtree(context.storage.results_dir / str(context.job_id), ignore_errors=True)
+            raise
+
+    return wrapper
+
+
 @job_handler("segment")
+@results_removed_on_error
 def run_segmentation(context: JobContext) -> dict[str, Any]:
     """Segment liver and tumors of a stored image with a registered model."""
     with context.session_factory() as session:
@@ -111,7 +131,8 @@ def run_segmentation(context: JobContext) -> dict[str, Any]:
     write_lesion_files(folder, lesions, provenance)
     seg_path = None
     if dicom_zip:
-        seg_path = _dicom_seg(context, dicom_zip, result.labels, folder)
+        context.progress(0.94, "writing the DICOM-SEG", force=True)
+        seg_path = _dicom_seg(context, dicom_zip, result.labels, folder, model)
     with context.session_factory() as session:
         request = session.get(Segmentation, context.params["segmentation_id"])
         label_row = store_core_volume(
@@ -134,19 +155,25 @@ def run_segmentation(context: JobContext) -> dict[str, Any]:
     return {"label_id": label_id, "lesions": len(lesions), "seconds": round(result.seconds, 2)}
 
 
-def _dicom_seg(context: JobContext, dicom_zip: str, labels: CoreVolume, folder) -> str | None:
+def _dicom_seg(
+    context: JobContext, dicom_zip: str, labels: CoreVolume, folder, model: str
+) -> str | None:
     """A DICOM-SEG of the label map, referencing the uploaded series (None when it fails)."""
     try:
         from app.dicom_seg import write_dicom_seg
 
-        path = write_dicom_seg(context.storage.absolute(dicom_zip), labels, folder / "seg.dcm")
+        path = write_dicom_seg(
+            context.storage.absolute(dicom_zip), labels, folder / "seg.dcm", model_name=model
+        )
     except Exception as error:  # the NIfTI result stands; say why the DICOM-SEG is missing
+        logger.warning("job %s: no DICOM-SEG: %s", context.job_id, error)
         context.log(f"no DICOM-SEG: {error}")
         return None
     return context.storage.relative(path)
 
 
 @job_handler("synthesize")
+@results_removed_on_error
 def run_synthesis(context: JobContext) -> dict[str, Any]:
     """Synthesize tumors into a stored image inside a stored organ mask."""
     from syntumor_core import synthesis as engine

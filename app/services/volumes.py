@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Segmentation, Synthesis, Volume
+from app.models import Job, JobStatus, Segmentation, Synthesis, Volume
 from app.storage import Storage, StoredFile
 from syntumor_core.volume import Volume as CoreVolume
 
 
-def find_duplicate(session: Session, sha256: str, kind: str) -> Volume | None:
-    return session.scalar(
-        select(Volume).where(Volume.sha256 == sha256, Volume.kind == kind).order_by(Volume.id)
-    )
+def find_duplicate(
+    session: Session, sha256: str, kind: str, image_id: int | None = None
+) -> Volume | None:
+    """The stored volume with the same bytes and kind (a label map: also of the same image)."""
+    query = select(Volume).where(Volume.sha256 == sha256, Volume.kind == kind)
+    if kind == "label":
+        query = query.where(Volume.image_id == image_id)
+    return session.scalar(query.order_by(Volume.id))
 
 
 def register(
@@ -30,7 +35,7 @@ def register(
     meta: dict[str, Any] | None = None,
 ) -> tuple[Volume, bool]:
     """Add a row for a stored file; returns (row, created). Same bytes → the existing row."""
-    existing = find_duplicate(session, stored.sha256, kind)
+    existing = find_duplicate(session, stored.sha256, kind, image_id)
     if existing is not None:
         return existing, False
     extra = {"format": stored.source_format, **(meta or {})}
@@ -52,6 +57,50 @@ def register(
     session.add(row)
     session.flush()
     return row, True
+
+
+def register_upload(
+    session: Session,
+    storage: Storage,
+    stored: StoredFile,
+    *,
+    name: str,
+    kind: str,
+    owner_id: int | None,
+    image_id: int | None = None,
+) -> tuple[Volume, bool]:
+    """Register an uploaded file and commit; returns (row, created).
+
+    Nothing is left half-stored: when the row cannot be added, or the bytes turn out to be a
+    duplicate whose row points at another file, the newly placed file goes unless a row uses it.
+    """
+    try:
+        row, created = register(
+            session, stored, name=name, kind=kind, owner_id=owner_id, image_id=image_id
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        _remove_if_unused(session, storage, {stored.path, stored.dicom_zip})
+        raise
+    if not created:
+        _remove_if_unused(session, storage, {stored.path, stored.dicom_zip})
+    return row, created
+
+
+def _remove_if_unused(session: Session, storage: Storage, paths: set[str | None]) -> None:
+    """Delete stored files that no volume row refers to (as its file or its DICOM zip)."""
+    for path in paths - {None}:
+        used = session.scalar(select(func.count()).where(Volume.path == path))
+        if not used and not _zip_in_use(session, path):
+            storage.remove_unreferenced(path)
+
+
+def _zip_in_use(session: Session, path: str) -> bool:
+    if not path.endswith(".zip"):
+        return False
+    sha = Path(path).stem
+    return bool(session.scalar(select(func.count()).where(Volume.sha256 == sha)))
 
 
 def store_core_volume(
@@ -85,6 +134,23 @@ def count(session: Session, query) -> int:
     return session.scalar(select(func.count()).select_from(query.subquery()))
 
 
+def busy_jobs(session: Session, volume: Volume) -> list[int]:
+    """Ids of queued or running jobs whose request uses the volume or one of its label maps."""
+    ids = [volume.id, *session.scalars(select(Volume.id).where(Volume.image_id == volume.id))]
+    busy = []
+    for model in (Segmentation, Synthesis):
+        uses = model.image_id.in_(ids)
+        if model is Synthesis:
+            uses = uses | Synthesis.mask_id.in_(ids)
+        query = (
+            select(Job.id)
+            .join(model, model.job_id == Job.id)
+            .where(uses, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        )
+        busy.extend(session.scalars(query))
+    return sorted(busy)
+
+
 def delete(session: Session, storage: Storage, volume: Volume) -> None:
     """Delete a volume, its label maps and the requests that used it; files no row uses go."""
     doomed = [volume, *session.scalars(select(Volume).where(Volume.image_id == volume.id))]
@@ -97,8 +163,5 @@ def delete(session: Session, storage: Storage, volume: Volume) -> None:
                 session.delete(row)
     for row in doomed:
         session.delete(row)
-    session.flush()
-    still_used = set(session.scalars(select(Volume.path).where(Volume.path.in_(paths))))
     session.commit()
-    for path in paths - still_used - {None}:
-        storage.remove_unreferenced(path)
+    _remove_if_unused(session, storage, paths)
