@@ -6,6 +6,10 @@ SynTumor, loads the arrays, times the first call (imports and all set-up include
 ``--repeats`` more calls (median), and reports its peak resident memory. Run:
 
     .venv/bin/python benchmarks/synthesis.py [--repeats 15] [--quick]
+
+On a shared machine the load changes from minute to minute; ``--baseline DIR`` (a folder holding
+another version's ``syntumor_core``, e.g. from ``git archive``) runs that version and this one
+alternately, ``--rounds`` times per case, so that both see the same load.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 OUT = Path(__file__).resolve().parent / "out"
+ROOT = Path(__file__).resolve().parents[1]
 ORIGINAL_SECONDS = {"tiny": 0.089, "small": 0.098, "medium": 0.113, "large": 0.157, "mix": 0.191}
 VOLUMES = {
     "512x512x100@1mm": ((512, 512, 100), (1.0, 1.0, 1.0)),
@@ -67,30 +72,94 @@ def prepare(name: str, shape, spacing) -> tuple[Path, Path]:
     return image_path, mask_path
 
 
-def run_case(image_path, mask_path, spacing, tumor_type, profile, repeats) -> dict:
-    command = [sys.executable, "-c", WORKER, str(image_path), str(mask_path), json.dumps(spacing),
-               tumor_type, profile, str(repeats)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+def run_case(image_path, mask_path, spacing, tumor_type, profile, repeats, root=ROOT) -> dict:
+    """One fresh process importing ``syntumor_core`` from ``root`` (its working directory)."""
+    command = [
+        sys.executable,
+        "-c",
+        WORKER,
+        str(image_path),
+        str(mask_path),
+        json.dumps(spacing),
+        tumor_type,
+        profile,
+        str(repeats),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=root)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def compare(volumes, profiles, args) -> None:
+    """This version against ``args.baseline``, run alternately (medians of round medians)."""
+    print(f"baseline: {args.baseline}; {args.rounds} rounds of {args.repeats} calls per case")
+    print(
+        "| volume | profile | type | baseline s/call | this s/call | speed-up | baseline CPU s | "
+        "this CPU s | original s | this / original |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, (shape, spacing) in volumes:
+        image_path, mask_path = prepare(name, shape, spacing)
+        for profile in profiles:
+            for tumor_type in TYPES:
+                runs = {"base": [], "this": []}
+                for _ in range(args.rounds):
+                    for key, root in (("base", args.baseline), ("this", ROOT)):
+                        runs[key].append(
+                            run_case(
+                                image_path,
+                                mask_path,
+                                spacing,
+                                tumor_type,
+                                profile,
+                                args.repeats,
+                                root,
+                            )
+                        )
+                wall = {k: float(np.median([r["median"] for r in v])) for k, v in runs.items()}
+                cpu = {k: float(np.median([r["cpu"] for r in v])) for k, v in runs.items()}
+                original = ORIGINAL_SECONDS[tumor_type]
+                print(
+                    f"| {name} | {profile} | {tumor_type} | {wall['base']:.3f} | {wall['this']:.3f} | "
+                    f"{wall['base'] / wall['this']:.2f} | {cpu['base']:.3f} | {cpu['this']:.3f} | "
+                    f"{original:.3f} | {wall['this'] / original:.2f} |",
+                    flush=True,
+                )
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="only the 512×512×100 volume")
+    parser.add_argument(
+        "--baseline", type=Path, help="compare with the syntumor_core in this folder"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternations per case (--baseline)")
+    parser.add_argument("--profiles", nargs="+", default=["paper", "realistic"])
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}"
+    )
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    print("| volume | profile | type | ellipsoids | tumor voxels | median s/call | CPU s/call | original s | "
-          "ratio | s per tumor | first call s (+imports) | peak RSS MB |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     volumes = list(VOLUMES.items())[:1] if args.quick else list(VOLUMES.items())
+    if args.baseline:
+        compare(volumes, args.profiles, args)
+        return
+    print(
+        "| volume | profile | type | ellipsoids | tumor voxels | median s/call | CPU s/call | original s | "
+        "ratio | s per tumor | first call s (+imports) | peak RSS MB |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, (shape, spacing) in volumes:
         started = time.perf_counter()
         image_path, mask_path = prepare(name, shape, spacing)
         liver_ml = np.load(mask_path).sum() * float(np.prod(spacing)) / 1000
-        print(f"<!-- {name}: liver {liver_ml:.0f} ml, phantom ready in {time.perf_counter() - started:.0f} s -->")
-        for profile in ("paper", "realistic"):
+        print(
+            f"<!-- {name}: liver {liver_ml:.0f} ml, phantom ready in {time.perf_counter() - started:.0f} s -->"
+        )
+        for profile in args.profiles:
             for tumor_type in TYPES:
                 r = run_case(image_path, mask_path, spacing, tumor_type, profile, args.repeats)
                 original = ORIGINAL_SECONDS[tumor_type]
@@ -101,6 +170,7 @@ def main() -> None:
                     f"{r['peak_mb']:.0f} |",
                     flush=True,
                 )
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

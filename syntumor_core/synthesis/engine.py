@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -21,6 +22,7 @@ from syntumor_core.synthesis.inputs import (
 )
 from syntumor_core.synthesis.manifest import array_checksum, build_manifest, check_manifest
 from syntumor_core.synthesis.organs import get_organ_profile
+from syntumor_core.synthesis.output import OutputCopy
 from syntumor_core.synthesis.params import SynthesisParams
 from syntumor_core.synthesis.placement import OrganGeometry, organ_geometry
 from syntumor_core.synthesis.render import SynthesisResult, render_synthesis
@@ -65,13 +67,30 @@ class Synthesis:
         return self.result.params
 
 
-def _prepare(image, organ_mask, spacing, axial_axis) -> tuple[np.ndarray, OrganGeometry | None]:
+def _prepare(
+    image, organ_mask, spacing, axial_axis
+) -> tuple[np.ndarray, OrganGeometry | None, OutputCopy]:
+    """Validated inputs, the organ's geometry, and the output copy (started in the background
+    as soon as the arrays are known to be usable, so that it overlaps everything else)."""
     image = check_image(image)
     organ_mask = check_mask(organ_mask, image.shape)
-    geometry = organ_geometry(organ_mask, check_spacing(spacing), check_axial_axis(axial_axis))
-    if geometry is not None:
-        check_finite(image, geometry.box)
-    return image, geometry
+    spacing, axial_axis = check_spacing(spacing), check_axial_axis(axial_axis)
+    output = OutputCopy(image, organ_mask)
+    with _cancelled_on_error(output):
+        geometry = organ_geometry(organ_mask, spacing, axial_axis)
+        if geometry is not None:
+            check_finite(image, geometry.box)
+    return image, geometry, output
+
+
+@contextlib.contextmanager
+def _cancelled_on_error(output: OutputCopy):
+    """Stop the background copy when the call fails: its result is never used."""
+    try:
+        yield
+    except BaseException:
+        output.cancel()
+        raise
 
 
 def _generator(rng, seed) -> tuple[np.random.Generator, int | None]:
@@ -140,29 +159,32 @@ def synthesize(
     check_profile_name(profile)
     generator, seed = _generator(rng, seed)
     organ_profile = organ_profile or get_organ_profile(organ)
-    image, geometry = _prepare(image, organ_mask, spacing, axial_axis)
-    tumor = organ_profile.tumor_type(tumor_type)
-    geometry = check_room(geometry, tumor, organ_profile.organ)
-    vessels = None
-    if profile == "realistic":
-        vessels = VesselDetector.fit(
+    image, geometry, output = _prepare(image, organ_mask, spacing, axial_axis)
+    with _cancelled_on_error(output):
+        tumor = organ_profile.tumor_type(tumor_type)
+        geometry = check_room(geometry, tumor, organ_profile.organ)
+        vessels = None
+        if profile == "realistic":
+            vessels = VesselDetector.fit(
+                image,
+                geometry.mask,
+                geometry.box,
+                geometry.spacing,
+                organ_profile.realistic,
+                known=_known_vessels(vessel_mask, image.shape),
+            )
+        params = sample_synthesis(
             image,
-            geometry.mask,
-            geometry.box,
-            geometry.spacing,
-            organ_profile.realistic,
-            known=_known_vessels(vessel_mask, image.shape),
+            geometry,
+            organ_profile,
+            tumor_type=tumor_type,
+            realistic=profile == "realistic",
+            rng=generator,
+            vessels=vessels,
         )
-    params = sample_synthesis(
-        image,
-        geometry,
-        organ_profile,
-        tumor_type=tumor_type,
-        realistic=profile == "realistic",
-        rng=generator,
-        vessels=vessels,
-    )
-    result = render_synthesis(image, geometry, params, organ_profile, vessels=vessels)
+        result = render_synthesis(
+            image, geometry, params, organ_profile, vessels=vessels, output=output
+        )
     known = _known_vessels(vessel_mask, image.shape) if profile == "realistic" else None
 
     def build_record() -> dict:
@@ -209,7 +231,30 @@ def replay(
     manifest = check_manifest(manifest)
     params = SynthesisParams.from_dict(manifest["params"])
     organ_profile = OrganProfile.from_dict(manifest["organ_profile"])
-    image, geometry = _prepare(image, organ_mask, manifest["spacing_mm"], params.axial_axis)
+    image, geometry, output = _prepare(image, organ_mask, manifest["spacing_mm"], params.axial_axis)
+    with _cancelled_on_error(output):
+        known = _replay_inputs(manifest, image, geometry, vessel_mask, verify=verify)
+        geometry = check_room(
+            geometry, organ_profile.tumor_type(params.tumor_type), organ_profile.organ
+        )
+        vessels = None
+        if params.profile == "realistic":
+            vessels = VesselDetector.fit(
+                image,
+                geometry.mask,
+                geometry.box,
+                geometry.spacing,
+                organ_profile.realistic,
+                known=known,
+            )
+        result = render_synthesis(
+            image, geometry, params, organ_profile, vessels=vessels, output=output
+        )
+    return Synthesis(result, lambda: manifest)
+
+
+def _replay_inputs(manifest, image, geometry, vessel_mask, *, verify: bool) -> np.ndarray | None:
+    """Refuse inputs other than the recorded ones; returns the known vessel mask, if any."""
     if list(image.shape) != list(manifest["shape"]):
         raise ManifestError(
             f"image shape {image.shape} differs from the manifest's {tuple(manifest['shape'])}"
@@ -226,8 +271,9 @@ def replay(
     if (
         verify
         and recorded.get("mask_sha256")
+        and geometry is not None
         and array_checksum(geometry.mask) != recorded["mask_sha256"]
-    ):  # type: ignore[union-attr]
+    ):
         raise ManifestError(
             "organ mask differs from the one the manifest was made from (sha256 mismatch)"
         )
@@ -240,18 +286,4 @@ def replay(
             raise ManifestError(
                 "vessel mask differs from the one the manifest was made with (sha256 mismatch)"
             )
-    geometry = check_room(
-        geometry, organ_profile.tumor_type(params.tumor_type), organ_profile.organ
-    )
-    vessels = None
-    if params.profile == "realistic":
-        vessels = VesselDetector.fit(
-            image,
-            geometry.mask,
-            geometry.box,
-            geometry.spacing,
-            organ_profile.realistic,
-            known=known,
-        )
-    result = render_synthesis(image, geometry, params, organ_profile, vessels=vessels)
-    return Synthesis(result, lambda: manifest)
+    return known

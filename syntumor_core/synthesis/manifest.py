@@ -13,7 +13,9 @@ from syntumor_core import __version__
 from syntumor_core.errors import ManifestError
 
 MANIFEST_KIND = "syntumor.synthesis"
-MANIFEST_FORMAT = 1
+# 2: the render's arithmetic changed (texture on coarse grids over the tumors' boxes, blur as
+# matrix products), so format-1 parameters no longer replay to the same voxels.
+MANIFEST_FORMAT = 2
 
 
 def array_checksum(array: np.ndarray) -> str:
@@ -62,7 +64,9 @@ def check_manifest(manifest: Any) -> dict[str, Any]:
         raise ManifestError(f"not a SynTumor synthesis manifest (expected kind {MANIFEST_KIND!r})")
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ManifestError(
-            f"unsupported manifest format {manifest.get('format')!r}; this version reads {MANIFEST_FORMAT}"
+            f"unsupported manifest format {manifest.get('format')!r}; this version reads "
+            f"{MANIFEST_FORMAT} (manifests of another format render differently: synthesize "
+            f"again with the recorded seed instead)"
         )
     for key in ("params", "organ_profile", "spacing_mm", "shape", "input"):
         if key not in manifest:

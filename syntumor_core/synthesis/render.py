@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from syntumor_core.synthesis.config import OrganProfile
-from syntumor_core.synthesis.effects import VesselDetector, capsule_rim, radial_warp
+from syntumor_core.synthesis.effects import VesselDetector, radial_warp
+from syntumor_core.synthesis.output import OutputCopy
+from syntumor_core.synthesis.paint import blur_margin, paint_tumor
 from syntumor_core.synthesis.params import SynthesisParams
 from syntumor_core.synthesis.placement import OrganGeometry, bounding_box
 from syntumor_core.synthesis.sampling import clip_to_volume, placed_shape
-from syntumor_core.synthesis.texture import TextureField, build_texture
+from syntumor_core.synthesis.texture import build_texture
 
 ORGAN_LABEL = 1
 TUMOR_LABEL = 2
@@ -67,11 +68,14 @@ def _within(box: Box, work: Box) -> Box:
 
 def _margins(params: SynthesisParams, profile: OrganProfile, spacing) -> list[int]:
     """Voxels around a tumor that its blur (and, if on, its mass effect) can change."""
-    reach_mm = 4.0 * params.blend.blur_sigma_mm
+    margins = blur_margin(params.blend.blur_sigma_mm, spacing)
     if params.profile == "realistic" and profile.realistic.mass_effect > 0:
         largest = max(float(np.mean(e.semi_axes_mm)) for e in params.ellipsoids)
-        reach_mm = max(reach_mm, profile.realistic.mass_effect_reach * largest)
-    return [int(np.ceil(reach_mm / s)) + 1 for s in spacing]
+        reach_mm = profile.realistic.mass_effect_reach * largest
+        margins = [
+            max(m, int(np.ceil(reach_mm / s)) + 1) for m, s in zip(margins, spacing, strict=True)
+        ]
+    return margins
 
 
 def _overlaps(a: Box, b: Box) -> bool:
@@ -123,40 +127,75 @@ def _apply_mass_effect(region, organ, ellipsoids, profile, work: Box, spacing) -
         radial_warp(sub_region, sub_organ, centre_mm, radius, spec, spacing)
 
 
-def _paint(
-    region, organ, tumor, params, profile, texture: TextureField | None, work: Box, spacing
-) -> None:
-    """Blend the tumor into ``region`` (in place), only where ``organ`` is set.
+def _render_cluster(image, geometry, placed, members, work: Box, params, profile, texture, vessels):
+    """One cluster of tumors, rendered from the input (clusters never overlap).
 
-    Only the tumor's box grown by the blur's reach is touched: outside it the blurred mask is 0.
+    Returns ``(box, region, organ, tumor)`` over ``box`` (volume indices): the new image values,
+    the organ for the label where it moved (mass effect; else None) and the tumor; or None when
+    nothing changes.
     """
-    blend = params.blend
+    spacing = geometry.spacing
+    organ = geometry.mask[work]
+    tumor = np.zeros(organ.shape, dtype=bool)
+    parts = []
+    for index in members:
+        _, mask, outer = placed[index]
+        local = _within(outer, work)
+        tumor[local] |= mask
+        parts.append((local, mask))
+    warped = None
+    if vessels is not None:
+        tumor &= ~vessels.mask(work)
+        if profile.realistic.mass_effect > 0:
+            warped = np.array(image[work], dtype=np.float32)
+            organ = organ.copy()
+            ellipsoids = [placed[i][0] for i in members]
+            _apply_mass_effect(warped, organ, ellipsoids, profile, work, spacing)
+    tumor &= organ
     inner = bounding_box(tumor)
     if inner is None:
-        return
-    margin = [int(np.ceil(4.0 * blend.blur_sigma_mm / s)) + 1 for s in spacing]
-    paint = _grow(inner, margin, tumor.shape)
-    region, organ, tumor = region[paint], organ[paint], tumor[paint]
-    soft = ndimage.gaussian_filter(
-        tumor.astype(np.float32), [blend.blur_sigma_mm / s for s in spacing]
-    )
-    weight = soft * organ
-    if blend.kind == "cyst":
-        # "Noise" is the deviation from the local (1.5 mm) mean: deviations from the tumor's
-        # overall mean would carry the tissue's structure (e.g. renal sinus fat) into the cyst.
-        level = ndimage.gaussian_filter(region, [1.5 / s for s in spacing])
-        fluid = blend.fluid_hu + profile.types[
-            params.tumor_type
-        ].appearance.fluid_noise_fraction * (region - level)
-        region[...] = region * (1.0 - weight) + fluid * weight
-        return
-    volume_box = tuple(
+        return None if warped is None else (work, warped, organ, tumor)
+    paint = _grow(inner, blur_margin(params.blend.blur_sigma_mm, spacing), tumor.shape)
+    box = tuple(
         slice(w.start + p.start, w.start + p.stop) for w, p in zip(work, paint, strict=True)
     )
-    region -= texture.values(volume_box) * weight * np.float32(blend.difference_hu)  # type: ignore[union-attr]
-    if params.profile == "realistic" and profile.realistic.capsule_width_mm > 0:
-        rim = capsule_rim(tumor, profile.realistic.capsule_width_mm, spacing)
-        region += np.float32(profile.realistic.capsule_hu) * rim * organ
+    region = warped[paint] if warped is not None else np.array(image[box], dtype=np.float32)
+    paint_tumor(
+        region,
+        organ[paint],
+        tumor[paint],
+        [_crop_part(local, mask, paint) for local, mask in parts],
+        params,
+        profile,
+        texture,
+        box,  # type: ignore[arg-type]
+        spacing,
+    )
+    if warped is not None:
+        return work, warped, organ, tumor
+    return box, region, None, tumor[paint]
+
+
+def _crop_part(box: Box, mask: np.ndarray, within: Box) -> tuple[Box, np.ndarray]:
+    """The part of ``mask`` (covering ``box``) inside ``within``, in ``within``'s indices."""
+    start = [max(b.start, w.start) for b, w in zip(box, within, strict=True)]
+    stop = [max(lo, min(b.stop, w.stop)) for lo, b, w in zip(start, box, within, strict=True)]
+    cropped = mask[
+        tuple(slice(lo - b.start, hi - b.start) for lo, hi, b in zip(start, stop, box, strict=True))
+    ]
+    local = tuple(
+        slice(lo - w.start, hi - w.start) for lo, hi, w in zip(start, stop, within, strict=True)
+    )
+    return local, cropped  # type: ignore[return-value]
+
+
+def _texture_box(clusters, organ_box: Box) -> Box:
+    """Where the texture is needed: the clusters' boxes, within the organ's box."""
+    union = _union([work for work, _ in clusters])
+    return tuple(
+        slice(max(u.start, o.start), max(max(u.start, o.start) + 1, min(u.stop, o.stop)))
+        for u, o in zip(union, organ_box, strict=True)
+    )  # type: ignore[return-value]
 
 
 def render_synthesis(
@@ -166,6 +205,7 @@ def render_synthesis(
     profile: OrganProfile,
     *,
     vessels: VesselDetector | None = None,
+    output: OutputCopy | None = None,
 ) -> SynthesisResult:
     """Render ``params`` into a copy of ``image``; the same inputs always give the same output.
 
@@ -176,10 +216,13 @@ def render_synthesis(
         profile: the organ profile the parameters were drawn from.
         vessels: the vessel detector of profile ``realistic`` if already fitted (it is a
             deterministic function of image and mask; fitted here when not given).
+        output: the copy of ``image`` and the organ mask that becomes the result, if already
+            started (:func:`~syntumor_core.synthesis.synthesize` starts it before drawing the
+            parameters, so that the copy overlaps the drawing); started here when not given.
     """
     spacing = geometry.spacing
-    out_image = np.array(image, dtype=np.float32, copy=True)
-    label = geometry.mask.view(np.uint8).copy()  # bool is one byte of 0 or 1
+    if output is None:
+        output = OutputCopy(image, geometry.mask)
     placed = []
     for ellipsoid in params.ellipsoids:
         shape = placed_shape(ellipsoid, spacing)
@@ -187,14 +230,14 @@ def render_synthesis(
         if all(o.stop > o.start for o in outer):
             placed.append((ellipsoid, shape.mask[inner], outer))
     if not placed:
-        return SynthesisResult(out_image, label, params, profile, None)
+        return SynthesisResult(*output.result(geometry.box), params, profile, None)
     margins = _margins(params, profile, spacing)
     clusters = _clusters([_grow(outer, margins, image.shape) for _, _, outer in placed])
     texture = None
     if params.blend.kind != "cyst":
         texture = build_texture(
             params.texture,
-            geometry.box,
+            _texture_box(clusters, geometry.box),
             spacing,
             cell_mm=profile.texture.cell_mm,
             threshold=profile.texture.threshold,
@@ -203,22 +246,15 @@ def render_synthesis(
         vessels = None
     elif vessels is None:
         vessels = VesselDetector.fit(image, geometry.mask, geometry.box, spacing, profile.realistic)
-    for work, members in clusters:
-        region = out_image[work]
-        organ = geometry.mask[work].copy()
-        tumor = np.zeros(region.shape, dtype=bool)
-        for index in members:
-            _, mask, outer = placed[index]
-            tumor[_within(outer, work)] |= mask
-        if vessels is not None:
-            tumor &= ~vessels.mask(work)
-            if profile.realistic.mass_effect > 0:
-                ellipsoids = [placed[i][0] for i in members]
-                _apply_mass_effect(region, organ, ellipsoids, profile, work, spacing)
-        tumor &= organ
-        _paint(region, organ, tumor, params, profile, texture, work, spacing)
-        label_region = organ.astype(np.uint8)
-        label_region[tumor] = TUMOR_LABEL
-        label[work] = label_region
+    painted = [
+        _render_cluster(image, geometry, placed, members, work, params, profile, texture, vessels)
+        for work, members in clusters
+    ]
+    out_image, label = output.result(geometry.box)
+    for box, region, organ, tumor in filter(None, painted):
+        out_image[box] = region
+        if organ is not None:
+            label[box] = organ
+        np.copyto(label[box], np.uint8(TUMOR_LABEL), where=tumor)
     changed = _union([work for work, _ in clusters])
     return SynthesisResult(out_image, label, params, profile, changed)

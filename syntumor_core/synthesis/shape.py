@@ -70,7 +70,7 @@ def displacement_field(
     # Cubic B-spline interpolation is linear in the control values and separable, so the field
     # is W_p · C · W_qᵀ with 1-D weight matrices (same numbers as a 2-D spline interpolation).
     weights_p, weights_q = (_spline_weights(n) for n in grid)
-    field = np.einsum("ik,ckl,jl->cij", weights_p, control_mm, weights_q)
+    field = np.matmul(np.matmul(weights_p, control_mm), weights_q.T)
     field[0] /= spacing[0]
     field[1] /= spacing[1]
     return field
@@ -108,34 +108,55 @@ def deform(
     for axis in (p, q):
         start[axis] = max(0, start[axis] - reach)
         stop[axis] = min(grid[axis], stop[axis] + reach)
-    out_p = np.arange(start[p], stop[p])
-    out_q = np.arange(start[q], stop[q])
-    source_p = (
-        np.rint(out_p[:, None] + field[0][np.ix_(out_p, out_q)]).astype(np.int64) - shape.offset[p]
-    )
-    source_q = (
-        np.rint(out_q[None, :] + field[1][np.ix_(out_p, out_q)]).astype(np.int64) - shape.offset[q]
-    )
-    inside = (
-        (source_p >= 0)
-        & (source_p < shape.mask.shape[p])
-        & (source_q >= 0)
-        & (source_q < shape.mask.shape[q])
-    )
-    moved = np.moveaxis(shape.mask, (p, q, r), (0, 1, 2))
-    result = np.zeros((out_p.size, out_q.size, moved.shape[2]), dtype=bool)
-    result[inside] = moved[source_p[inside], source_q[inside]]
-    result = np.moveaxis(result, (0, 1, 2), (p, q, r))
-    return _crop(Shape(np.ascontiguousarray(result), tuple(start)))  # type: ignore[arg-type]
+    window = (slice(start[p], stop[p]), slice(start[q], stop[q]))
+    size_p, size_q, size_r = (shape.mask.shape[a] for a in (p, q, r))
+    source_p = np.rint(field[0][window] + np.arange(start[p], stop[p])[:, None]).astype(np.intp)
+    source_q = np.rint(field[1][window] + np.arange(start[q], stop[q])).astype(np.intp)
+    source_p -= shape.offset[p]
+    source_q -= shape.offset[q]
+    # One unsigned comparison per axis: negative indices wrap to huge values.
+    inside = source_p.view(np.uintp) < size_p
+    inside &= source_q.view(np.uintp) < size_q
+    # The source as rows along the third axis, plus one empty row for sources outside it:
+    # then the resampling is a single gather of whole rows.
+    rows = np.empty((size_p * size_q + 1, size_r), dtype=bool)
+    rows[:-1].reshape(size_p, size_q, size_r)[...] = shape.mask.transpose(p, q, r)
+    rows[-1] = False
+    source_p *= size_q
+    source_p += source_q
+    index = np.where(inside, source_p, size_p * size_q)
+    filled = _rows_filled(rows)[index]
+    if not filled.any():
+        return Shape(np.zeros((0, 0, 0), dtype=bool), shape.offset)
+    used_p = np.flatnonzero(filled.any(axis=1))
+    used_q = np.flatnonzero(filled.any(axis=0))
+    crop_p = slice(int(used_p[0]), int(used_p[-1]) + 1)
+    crop_q = slice(int(used_q[0]), int(used_q[-1]) + 1)
+    moved = np.take(rows, index[crop_p, crop_q], axis=0)
+    mask = np.ascontiguousarray(moved.transpose(np.argsort((p, q, r))))
+    offset = list(shape.offset)
+    offset[p], offset[q] = start[p] + crop_p.start, start[q] + crop_q.start
+    return Shape(mask, tuple(offset))  # type: ignore[arg-type]
+
+
+def _rows_filled(rows: np.ndarray) -> np.ndarray:
+    """``rows.any(axis=1)`` for a 2-D boolean array, via argmax (several times faster)."""
+    first = rows.argmax(axis=1)
+    return rows[np.arange(rows.shape[0]), first]
 
 
 def _crop(shape: Shape) -> Shape:
-    """Drop empty borders (keeps arrays small through the three passes)."""
+    """Drop empty borders (keeps the final mask tight)."""
     mask = shape.mask
+    plane = mask.any(axis=0)  # an OR of slabs: cheap, unlike a reduction along rows
+    profiles = (
+        _rows_filled(mask.reshape(mask.shape[0], -1)),
+        _rows_filled(plane),
+        plane.any(axis=0),
+    )
     bounds = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        filled = np.flatnonzero(mask.any(axis=other))
+    for profile in profiles:
+        filled = np.flatnonzero(profile)
         if filled.size == 0:
             return Shape(np.zeros((0, 0, 0), dtype=bool), shape.offset)
         bounds.append(slice(int(filled[0]), int(filled[-1]) + 1))
@@ -156,12 +177,18 @@ def tumor_shape(semi_axes_mm, displacements_mm: np.ndarray, spacing) -> Shape:
         ``centre + offset`` centres the tumor on ``centre``.
     """
     grid = grid_shape(semi_axes_mm, spacing)
-    shape = rasterize_ellipsoid(semi_axes_mm, spacing)
     displacements = np.asarray(displacements_mm, dtype=np.float64).reshape(3, 2, 3, 3)
-    for control, (p, q) in zip(displacements, DEFORM_AXIS_PAIRS, strict=True):
-        field = displacement_field(control, (grid[p], grid[q]), (spacing[p], spacing[q]))
+    fields = [
+        displacement_field(control, (grid[p], grid[q]), (spacing[p], spacing[q]))
+        for control, (p, q) in zip(displacements, DEFORM_AXIS_PAIRS, strict=True)
+    ]
+    shape = rasterize_ellipsoid(semi_axes_mm, spacing)
+    for field, (p, q) in zip(fields, DEFORM_AXIS_PAIRS, strict=True):
         shape = deform(shape, grid, (p, q), field)
         if shape.mask.size == 0:
             break
+    # Each pass crops along the axes it moves; a final crop trims the third.
+    if shape.mask.size:
+        shape = _crop(shape)
     centre = tuple(n // 2 for n in grid)
     return Shape(shape.mask, tuple(o - c for o, c in zip(shape.offset, centre, strict=True)))  # type: ignore[arg-type]

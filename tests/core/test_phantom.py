@@ -275,3 +275,15 @@ def test_large_field_holds_about_1_3_litres_of_liver():
     phantom = make_phantom(0, (512, 512, 100), (1.0, 1.0, 1.0))
     millilitres = phantom.organ_mask("liver").sum() / 1000
     assert 1200 <= millilitres <= 1400
+
+
+def test_package_exports_its_public_names():
+    """The phantom is a package of modules; its public names stay importable from the top."""
+    import syntumor_core.phantom as package
+    from syntumor_core.phantom import TISSUE_HU
+    from syntumor_core.phantom.build import make_phantom as built
+
+    assert set(package.__all__) == {"LABELS", "TISSUE_HU", "Phantom", "make_phantom"}
+    assert package.make_phantom is built is make_phantom
+    assert set(LABELS.values()) == set(range(1, 8))
+    assert TISSUE_HU["liver"] == 115.0 and TISSUE_HU["air"] == -1000.0

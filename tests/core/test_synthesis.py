@@ -108,6 +108,8 @@ def test_tumor_is_darker_by_about_texture_times_difference(small_liver):
         core = ndimage.binary_erosion(out.label == 2, iterations=2)
         drop = np.median((small_liver.image - out.image)[core])
         assert 0.35 < drop / out.params.blend.difference_hu < 0.65, (seed, drop)
+        # Every core voxel is darker: its blurred mask is near 1, its texture at least ~0.2.
+        assert ((small_liver.image - out.image)[core] > 5.0).all(), seed
 
 
 def test_other_dtypes_and_axes(small_liver):
@@ -262,6 +264,10 @@ def test_manifest_refuses_other_inputs(small_liver):
     broken = {**out.manifest, "params": {"organ": "liver"}}
     with pytest.raises(ManifestError, match="malformed"):
         replay(broken, small_liver.image, small_liver.mask)
+    # Format 1 rendered with other arithmetic: refused rather than replayed differently.
+    older = {**out.manifest, "format": 1}
+    with pytest.raises(ManifestError, match=r"unsupported manifest format 1; this version reads 2"):
+        replay(older, small_liver.image, small_liver.mask)
 
 
 def test_manifest_without_checksums_replays_without_checking(small_liver):

@@ -1,0 +1,87 @@
+"""The arrays a synthesis returns, copied from its inputs in the background."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+
+class OutputCopy:
+    """The output image (float32) and label map (the organ as uint8), made from the inputs.
+
+    The copy of the whole image is the largest fixed cost of a call (100 MB for 512×512×100):
+    it runs in a background thread, in slabs, while the caller draws and computes the tumors;
+    the caller's thread takes the slabs still left when it asks for the result. Each slab is
+    an exact copy (the image converted to float32 as ``numpy.array(image, float32)`` would).
+    The label map starts as ``numpy.zeros`` (pages the OS hands out already zeroed, only when
+    touched) with just the organ's bounding box copied in: outside that box the mask is empty.
+    Start it once the inputs are validated, and do not change them until :meth:`result`.
+    """
+
+    def __init__(self, image: np.ndarray, mask: np.ndarray):
+        self.image = np.empty_like(image, dtype=np.float32, subok=False)
+        self._mask = mask
+        self._jobs = _slabs(image, self.image)
+        self._next = 0
+        self._cancelled = False
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="syntumor-copy", daemon=True)
+        self._thread.start()
+
+    def _take(self):
+        with self._lock:
+            if self._next >= len(self._jobs):
+                return None
+            self._next += 1
+            return self._jobs[self._next - 1]
+
+    def _work(self) -> None:
+        try:
+            while (job := self._take()) is not None:
+                np.copyto(job[1], job[0], casting="unsafe")
+        except BaseException as error:  # re-raised in the caller's thread
+            self._error = error
+
+    def cancel(self) -> None:
+        """Stop after the slab being copied (when the call fails before its result)."""
+        with self._lock:
+            self._next = len(self._jobs)
+            self._cancelled = True
+
+    def result(self, organ_box=None) -> tuple[np.ndarray, np.ndarray]:
+        """The image and the label map (0 background, 1 organ).
+
+        Args:
+            organ_box: slices holding every voxel of the mask (its bounding box), or None for
+                the whole volume.
+        """
+        while (job := self._take()) is not None:
+            np.copyto(job[1], job[0], casting="unsafe")
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._cancelled:
+            raise RuntimeError("the output copy was cancelled; its arrays are incomplete")
+        label = np.zeros(self._mask.shape, dtype=np.uint8)
+        box = organ_box if organ_box is not None else (slice(None),) * self._mask.ndim
+        label[box] = self._mask[box]
+        return self.image, label
+
+
+def _slabs(source: np.ndarray, target: np.ndarray, count: int = 8):
+    """(source, target) pairs of slabs along the slowest axis of ``target``."""
+    if target.flags.c_contiguous:
+        axis = 0
+    elif target.flags.f_contiguous:
+        axis = target.ndim - 1
+    else:
+        return [(source, target)]
+    edges = np.linspace(0, target.shape[axis], min(count, target.shape[axis]) + 1).astype(int)
+    slabs = []
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        index = [slice(None)] * target.ndim
+        index[axis] = slice(int(start), int(stop))
+        slabs.append((source[tuple(index)], target[tuple(index)]))
+    return slabs
