@@ -18,10 +18,10 @@ grids:
   one-cell box followed by a Gaussian of sigma' (sigma'^2 = sigma^2 − cell^2 / 12, the
   variance of a box of one cell), so ``b`` is the binomial cell density smoothed by sigma';
 * ``a`` lives on cells an integer number of ``b`` cells wide, about sigma_a / 2 (the same
-  cells as ``b`` for sigma_a below 12 mm at 4 mm cells): uniform noise smoothed by sigma_a has
+  cells as ``b`` for sigma_a up to 12 mm at 4 mm cells): uniform noise smoothed by sigma_a has
   a Gaussian-like distribution whose amplitude the min–max rescaling removes, so it is drawn
   per cell, smoothed with the reduced sigma', rescaled, and interpolated linearly onto the
-  ``b`` cells (it varies little over a cell, so this changes nothing measurable);
+  ``b`` cells (it varies little over a cell);
 * the field is read at full resolution by trilinear interpolation, only inside a tumor's box.
 
 The filters are matrix products (:mod:`syntumor_core.synthesis.separable`). The result has the
@@ -42,8 +42,9 @@ from syntumor_core.synthesis.separable import (
     interpolation_matrix,
 )
 
-# The organ's box is padded by three sigmas (the spec's minimum margin) before filtering, so
-# the filters' edges never reach the organ.
+# The box a field covers is padded by three sigmas (the spec's minimum margin) before each
+# filter: sigma_b for ``b``, and ``a`` reaches 3 · max(sigma_a, sigma_b) beyond the box, so the
+# filters' edges never reach it.
 MARGIN_SIGMAS = 3.0
 
 
@@ -140,7 +141,7 @@ def _probability(
     merge = np.maximum(1, np.round(params.sigma_a_mm / (2.0 * cell_mm) - 0.25)).astype(np.int64)
     coarse_mm = merge * cell_mm
     needed_mm = MARGIN_SIGMAS * max(params.sigma_a_mm, params.sigma_b_mm) - margin_mm
-    extra = np.ceil(np.maximum(needed_mm, 0.0) / coarse_mm).astype(np.int64) + (merge > 1)
+    extra = np.ceil(np.maximum(needed_mm, 0.0) / coarse_mm).astype(np.int64)
     coarse_cells = -(-cells // merge) + 2 * extra
     smooth = gaussian_filter(
         rng.random(tuple(coarse_cells), dtype=np.float32),
