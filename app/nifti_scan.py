@@ -19,12 +19,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from syntumor_core.errors import VolumeError
+from syntumor_core.volume import read_nifti_header
+
 SLAB_BYTES = 8 * 1024 * 1024
 MIN_AXIS_LENGTH = 2
 MAX_AXIS_LENGTH = 2048
 MAX_VOXELS = 2**30
 GZIP_MAGIC = b"\x1f\x8b"
-HEADER_CLASSES = {348: nib.Nifti1Header, 540: nib.Nifti2Header}
 INT16_RANGE = (-32768, 32767)
 
 
@@ -86,21 +88,10 @@ def scan_nifti(path: Path, *, name: str, label: bool = False) -> NiftiSummary:
 
 
 def _read_header(stream, name: str):
-    first = stream.read(4)
-    sizes = {int.from_bytes(first, "little"), int.from_bytes(first, "big")} if first else set()
-    size = next((s for s in HEADER_CLASSES if s in sizes), None)
-    if len(first) < 4 or size is None:
-        raise NiftiScanError(f"{name}: not a NIfTI file (no NIfTI-1 or NIfTI-2 header found)")
-    block = first + stream.read(size - 4)
-    if len(block) < size:
-        raise NiftiScanError(f"{name}: truncated NIfTI header ({len(block)} of {size} bytes)")
-    header = HEADER_CLASSES[size](binaryblock=block, check=False)
-    magic = bytes(header["magic"].item())
-    if magic in (b"ni1", b"ni2"):
-        raise NiftiScanError(f"{name}: a .hdr/.img pair is not supported; upload a single .nii")
-    if magic not in (b"n+1", b"n+2"):
-        raise NiftiScanError(f"{name}: not a NIfTI file (magic {magic!r}, expected b'n+1')")
-    return header
+    try:
+        return read_nifti_header(stream, name)
+    except VolumeError as error:
+        raise NiftiScanError(str(error)) from None
 
 
 def _data_shape(header, name: str) -> tuple[int, int, int]:

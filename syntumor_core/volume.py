@@ -189,7 +189,16 @@ def _existing_file(path: str | Path) -> Path:
     return path
 
 
-def _parse_nifti_header(stream, path: Path):
+def read_nifti_header(stream, path: str | Path):
+    """Read and check the NIfTI-1/-2 header at the start of a binary stream.
+
+    Args:
+        stream: an open binary file (gzip streams work), positioned at byte 0.
+        path: how the file is named in error messages.
+
+    Raises:
+        VolumeError: no NIfTI header, a truncated one, or a .hdr/.img pair.
+    """
     first = stream.read(4)
     sizes = {int.from_bytes(first, "little"), int.from_bytes(first, "big")} if first else set()
     header_size = next((size for size in _NIFTI_HEADER_CLASSES if size in sizes), None)
@@ -231,7 +240,7 @@ def _read_nifti(path: str | Path) -> tuple[Path, object, np.ndarray, np.ndarray]
         compressed = probe.read(2) == _GZIP_MAGIC
     try:
         with gzip.open(path, "rb") if compressed else path.open("rb") as stream:
-            header = _parse_nifti_header(stream, path)
+            header = read_nifti_header(stream, path)
             shape = _nifti_shape(header, path)
             try:
                 dtype = header.get_data_dtype()
