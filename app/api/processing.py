@@ -129,6 +129,19 @@ def synthesis_json(row: Synthesis) -> dict:
     }
 
 
+def _queue(db: Session, kind: str, row, param: str):
+    """Add a request row and the job that will run it (the job's params name the row)."""
+    job = Job(kind=kind, owner_id=row.owner_id, params={})
+    db.add(job)
+    db.flush()
+    row.job_id = job.id
+    db.add(row)
+    db.flush()
+    job.params = {param: row.id}
+    db.commit()
+    return row
+
+
 @router.post("/segmentations", status_code=202)
 def create_segmentation(
     body: SegmentationBody,
@@ -142,22 +155,14 @@ def create_segmentation(
         resolve_model(body.model, request.app.state.settings.data_dir)
     except SynTumorError as error:
         raise HTTPException(422, str(error)) from None
-    job = Job(kind="segment", owner_id=user.id, params={})
-    db.add(job)
-    db.flush()
     row = Segmentation(
-        job_id=job.id,
         image_id=body.image_id,
         model=body.model,
         mode=body.mode,
         overlap=body.overlap,
         owner_id=user.id,
     )
-    db.add(row)
-    db.flush()
-    job.params = {"segmentation_id": row.id}
-    db.commit()
-    return segmentation_json(row)
+    return segmentation_json(_queue(db, "segment", row, "segmentation_id"))
 
 
 @router.get("/segmentations")
@@ -242,11 +247,7 @@ def create_synthesis(
         raise HTTPException(
             422, f"tumor type {body.tumor_type!r} is not one of {body.organ}'s: {types}"
         )
-    job = Job(kind="synthesize", owner_id=user.id, params={})
-    db.add(job)
-    db.flush()
     row = Synthesis(
-        job_id=job.id,
         image_id=image.id,
         mask_id=mask.id,
         mask_labels=body.mask_labels,
@@ -256,11 +257,7 @@ def create_synthesis(
         seed=body.seed,
         owner_id=user.id,
     )
-    db.add(row)
-    db.flush()
-    job.params = {"synthesis_id": row.id}
-    db.commit()
-    return synthesis_json(row)
+    return synthesis_json(_queue(db, "synthesize", row, "synthesis_id"))
 
 
 @router.get("/syntheses")
