@@ -3,7 +3,10 @@
 For each volume (a 512×512×100 phantom at 1 mm, liver about 1.3 L, as in the spec's table of
 the original; and 512×512×300 at 0.8×0.8×1 mm) and each type, a fresh Python process imports
 SynTumor, loads the arrays, times the first call (imports and all set-up included) and then
-``--repeats`` more calls (median), and reports its peak resident memory. Run:
+``--repeats`` more calls (median), and reports its peak resident memory. Profile ``paper+out``
+is ``paper`` with one output array allocated before the first call and passed to every call
+as ``out=`` (a batch of syntheses of one scan): the calls then skip allocating and
+page-faulting a new 100 MB image each time. Run:
 
     .venv/bin/python benchmarks/synthesis.py [--repeats 15] [--quick]
 
@@ -40,16 +43,17 @@ started = time.perf_counter()
 import numpy as np
 from syntumor_core.synthesis import synthesize
 image = np.load(sys.argv[1]); mask = np.load(sys.argv[2])
-spacing = tuple(json.loads(sys.argv[3])); tumor_type = sys.argv[4]; profile = sys.argv[5]
+spacing = tuple(json.loads(sys.argv[3])); tumor_type = sys.argv[4]; profile, _, how = sys.argv[5].partition("+")
 repeats = int(sys.argv[6])
 loaded = time.perf_counter()
-out = synthesize(image, mask, spacing=spacing, seed=0, tumor_type=tumor_type, profile=profile)
+extra = {"out": np.empty(image.shape, np.float32)} if how == "out" else {}
+out = synthesize(image, mask, spacing=spacing, seed=0, tumor_type=tumor_type, profile=profile, **extra)
 first = time.perf_counter() - loaded
 first_with_imports = time.perf_counter() - started
 times, cpu, ellipsoids, voxels = [], [], [], []
 for seed in range(1, repeats + 1):
     t0, c0 = time.perf_counter(), time.process_time()
-    out = synthesize(image, mask, spacing=spacing, seed=seed, tumor_type=tumor_type, profile=profile)
+    out = synthesize(image, mask, spacing=spacing, seed=seed, tumor_type=tumor_type, profile=profile, **extra)
     times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
     ellipsoids.append(len(out.params.ellipsoids)); voxels.append(out.result.tumor_voxels)
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -137,7 +141,12 @@ def main() -> None:
         "--baseline", type=Path, help="compare with the syntumor_core in this folder"
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternations per case (--baseline)")
-    parser.add_argument("--profiles", nargs="+", default=["paper", "realistic"])
+    parser.add_argument(
+        "--profiles",
+        nargs="+",
+        default=["paper", "paper+out", "realistic"],
+        help="profiles to time; PROFILE+out passes one reused output array (out=) to every call",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}"

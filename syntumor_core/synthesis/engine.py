@@ -22,7 +22,7 @@ from syntumor_core.synthesis.inputs import (
 )
 from syntumor_core.synthesis.manifest import array_checksum, build_manifest, check_manifest
 from syntumor_core.synthesis.organs import get_organ_profile
-from syntumor_core.synthesis.output import OutputCopy
+from syntumor_core.synthesis.output import OutputCopy, check_out
 from syntumor_core.synthesis.params import SynthesisParams
 from syntumor_core.synthesis.placement import OrganGeometry, organ_geometry
 from syntumor_core.synthesis.render import SynthesisResult, render_synthesis
@@ -68,14 +68,14 @@ class Synthesis:
 
 
 def _prepare(
-    image, organ_mask, spacing, axial_axis
+    image, organ_mask, spacing, axial_axis, out=None
 ) -> tuple[np.ndarray, OrganGeometry | None, OutputCopy]:
     """Validated inputs, the organ's geometry, and the output copy (started in the background
     as soon as the arrays are known to be usable, so that it overlaps everything else)."""
     image = check_image(image)
     organ_mask = check_mask(organ_mask, image.shape)
     spacing, axial_axis = check_spacing(spacing), check_axial_axis(axial_axis)
-    output = OutputCopy(image, organ_mask)
+    output = OutputCopy(image, organ_mask, check_out(out, image))
     with _cancelled_on_error(output):
         geometry = organ_geometry(organ_mask, spacing, axial_axis)
         if geometry is not None:
@@ -121,6 +121,7 @@ def synthesize(
     organ_profile: OrganProfile | None = None,
     checksums: bool = True,
     vessel_mask: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> Synthesis:
     """Synthesize tumors into ``image`` inside ``organ_mask``.
 
@@ -142,6 +143,10 @@ def synthesize(
         checksums: record sha256 checksums of the inputs in the manifest (computed when the
             manifest is first read, about 0.1 s for a 512×512×100 volume); with False the
             manifest holds none and replays cannot verify their inputs.
+        out: a float32 array of the image's shape that receives the result image instead of
+            a new array, e.g. one buffer reused for many syntheses of a scan (it must not
+            share memory with ``image``, which is never modified; after an error its
+            content is undefined).
 
     Returns:
         A :class:`Synthesis`: ``image`` (float32), ``label`` (uint8: 0, 1 organ, 2 tumor),
@@ -159,7 +164,7 @@ def synthesize(
     check_profile_name(profile)
     generator, seed = _generator(rng, seed)
     organ_profile = organ_profile or get_organ_profile(organ)
-    image, geometry, output = _prepare(image, organ_mask, spacing, axial_axis)
+    image, geometry, output = _prepare(image, organ_mask, spacing, axial_axis, out)
     with _cancelled_on_error(output):
         tumor = organ_profile.tumor_type(tumor_type)
         geometry = check_room(geometry, tumor, organ_profile.organ)
@@ -219,6 +224,7 @@ def replay(
     *,
     verify: bool = True,
     vessel_mask: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> Synthesis:
     """Render a manifest again on the same inputs: bit-identical image and label.
 
@@ -227,11 +233,14 @@ def replay(
         image, organ_mask: the inputs of the original call.
         verify: refuse inputs whose checksums differ from the recorded ones.
         vessel_mask: the known vessels, if the original call was given some.
+        out: an array for the result image, as in :func:`synthesize`.
     """
     manifest = check_manifest(manifest)
     params = SynthesisParams.from_dict(manifest["params"])
     organ_profile = OrganProfile.from_dict(manifest["organ_profile"])
-    image, geometry, output = _prepare(image, organ_mask, manifest["spacing_mm"], params.axial_axis)
+    image, geometry, output = _prepare(
+        image, organ_mask, manifest["spacing_mm"], params.axial_axis, out
+    )
     with _cancelled_on_error(output):
         known = _replay_inputs(manifest, image, geometry, vessel_mask, verify=verify)
         geometry = check_room(

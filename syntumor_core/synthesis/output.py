@@ -6,6 +6,8 @@ import threading
 
 import numpy as np
 
+from syntumor_core.errors import ParameterError
+
 
 class OutputCopy:
     """The output image (float32) and label map (the organ as uint8), made from the inputs.
@@ -17,10 +19,14 @@ class OutputCopy:
     The label map starts as ``numpy.zeros`` (pages the OS hands out already zeroed, only when
     touched) with just the organ's bounding box copied in: outside that box the mask is empty.
     Start it once the inputs are validated, and do not change them until :meth:`result`.
+
+    ``out``, when given, receives the image instead of a new array (see :func:`check_out`).
     """
 
-    def __init__(self, image: np.ndarray, mask: np.ndarray):
-        self.image = np.empty_like(image, dtype=np.float32, subok=False)
+    def __init__(self, image: np.ndarray, mask: np.ndarray, out: np.ndarray | None = None):
+        if out is None:
+            out = np.empty_like(image, dtype=np.float32, subok=False)
+        self.image = out
         self._mask = mask
         self._jobs = _slabs(image, self.image)
         self._next = 0
@@ -68,6 +74,33 @@ class OutputCopy:
         box = organ_box if organ_box is not None else (slice(None),) * self._mask.ndim
         label[box] = self._mask[box]
         return self.image, label
+
+
+def check_out(out, image: np.ndarray) -> np.ndarray | None:
+    """Check a caller's array for the result image: float32, the image's shape, writeable,
+    and not sharing memory with the image (the input is never modified).
+
+    Reusing one such array across calls (a batch of syntheses of one scan, say) saves
+    allocating the output each time: for 512×512×100 that is 100 MB whose pages the OS must
+    map and zero on first touch, about a quarter of the copy's cost on a small machine.
+    """
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise ParameterError(f"`out` must be a numpy array, got {type(out).__name__}")
+    if out.dtype != np.float32 or out.shape != image.shape:
+        raise ParameterError(
+            f"`out` must be float32 with the image's shape {image.shape}, "
+            f"got {out.dtype} with shape {out.shape}"
+        )
+    if not out.flags.writeable:
+        raise ParameterError("`out` is read-only")
+    if np.shares_memory(out, image):
+        raise ParameterError(
+            "`out` shares memory with the image: the input image is never modified, "
+            "pass a separate array"
+        )
+    return out
 
 
 def _slabs(source: np.ndarray, target: np.ndarray, count: int = 8):

@@ -95,6 +95,42 @@ def test_inputs_are_never_written(small_liver):
     assert np.array_equal(image, image_before)
 
 
+def test_out_receives_the_same_result_and_can_be_reused(small_liver):
+    """``out=`` gives the very arrays of a new-array call, for synthesize and replay alike,
+    and one buffer serves many calls (each overwrites all of it)."""
+    image = small_liver.image.astype(np.float32)
+    buffer = np.full(image.shape, np.nan, dtype=np.float32)
+    for seed, tumor_type in ((1, "small"), (2, "tiny"), (3, "mix")):
+        fresh = synthesize(image, small_liver.mask, spacing=small_liver.spacing, seed=seed,
+                           tumor_type=tumor_type)  # fmt: skip
+        into = synthesize(image, small_liver.mask, spacing=small_liver.spacing, seed=seed,
+                          tumor_type=tumor_type, out=buffer)  # fmt: skip
+        assert into.image is buffer
+        assert np.array_equal(into.image, fresh.image) and np.array_equal(into.label, fresh.label)
+    replayed = replay(fresh.manifest, image, small_liver.mask, out=buffer)
+    assert replayed.image is buffer and np.array_equal(buffer, fresh.image)
+
+
+def test_out_is_checked_before_anything_is_written(small_liver):
+    image = small_liver.image.astype(np.float32)
+    kwargs = {"spacing": small_liver.spacing, "seed": 1, "tumor_type": "small"}
+    before = image.copy()
+    read_only = np.zeros_like(image)
+    read_only.flags.writeable = False
+    cases = {
+        "shares memory with the image": image,
+        "shares memory with the image ": image[...],
+        "float32 with the image's shape": np.zeros(image.shape, dtype=np.float64),
+        "float32 with the image's shape ": np.zeros((4, 4, 4), dtype=np.float32),
+        "read-only": read_only,
+        "must be a numpy array": [0.0],
+    }
+    for message, out in cases.items():
+        with pytest.raises(ParameterError, match=message.strip()):
+            synthesize(image, small_liver.mask, out=out, **kwargs)
+    assert np.array_equal(image, before)
+
+
 def test_tumor_is_darker_by_about_texture_times_difference(small_liver):
     """In the tumor's core the drop is texture · difference, the texture averaging ~0.53."""
     for seed in range(4):
