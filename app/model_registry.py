@@ -311,6 +311,28 @@ def _detect_file_architecture(file_path: Path) -> str:
     return detected
 
 
+def _trained_settings(checkpoint: Path) -> dict[str, Any]:
+    """``spacing_mm`` and ``window_hu`` from a ``config.json`` beside ``checkpoint`` (as
+    ``syntumor train`` writes it), to be kept beside the installed copy so that inference
+    resamples and windows as in training; empty when there is none.
+
+    Raises:
+        ParameterError: that file records malformed settings.
+    """
+    from syntumor_core.inference import MODEL_CONFIG_FILE, recorded_settings
+
+    config_path = checkpoint.parent / MODEL_CONFIG_FILE
+    if not config_path.is_file():
+        return {}
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ParameterError(f"cannot read {config_path}: {error}") from error
+    settings = recorded_settings(config) if isinstance(config, dict) else {}
+    names = {"spacing_mm": "spacing_mm", "hu_window": "window_hu"}
+    return {names[key]: list(value) for key, value in settings.items()}
+
+
 def _install(candidate: Path, entry: ModelEntry, target: Path, source: str, **details: Any) -> None:
     config = {**asdict(entry), "source": source, **details}
     install_checkpoint(candidate, target, config)
@@ -429,11 +451,12 @@ def add(
         raise ModelRegistryError(
             f"model {entry.name!r} is already added: choose another --name, or --replace it"
         )
+    trained_on = _trained_settings(source)
     target = Path(data_dir) / "models" / entry.name / CHECKPOINT_FILE_NAME
     with staging_file(target.parent) as copy:
         shutil.copyfile(source, copy)
         details = verify_checkpoint(copy, entry.arch, None, f"checkpoint {source}")
-        _install(copy, entry, target, str(source.resolve()), **details)
+        _install(copy, entry, target, str(source.resolve()), **details, **trained_on)
     fields = (*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS)
     records = [
         {k: v for k, v in asdict(e).items() if k in fields and v is not None}

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import logging
 import math
 import time
@@ -76,8 +77,9 @@ LIVER_LABEL, TUMOR_LABEL = 1, 2
 LIVER_MARGIN_VOXELS = 30
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 _CUDA_FAST_BATCH = 4
-_CPU_FAST_BATCH = {"unet": 2}
-FOCUS_MARGIN_MM = 16.0  # fast mode: full window grid within this distance of the coarse organ  # Swin-UNETR measured no faster with 2 windows a pass on a CPU
+_CPU_FAST_BATCH = {"unet": 2}  # Swin-UNETR measured no faster with 2 windows a pass on a CPU
+FOCUS_MARGIN_MM = 16.0  # fast mode: full window grid within this distance of the coarse organ
+MODEL_CONFIG_FILE = "config.json"  # beside model.pt: what the network was trained on
 
 ProgressCallback = Callable[[float], None]
 
@@ -266,17 +268,28 @@ class Segmenter:
         )
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, arch: str | None = None, **kwargs) -> Segmenter:
+    def from_checkpoint(
+        cls, path: str | Path, *, arch: str | None = None, use_config: bool = True, **kwargs
+    ) -> Segmenter:
         """Load a checkpoint safely (see :func:`~syntumor_core.checkpoints.load_model`).
+
+        A ``config.json`` beside the file (as ``syntumor train`` writes one) supplies the
+        grid and HU window the network was trained on (see :func:`recorded_settings`);
+        options passed here win over it.
 
         Args:
             path: the ``model.pt`` file.
             arch: its architecture; detected from the weights when omitted.
+            use_config: read that ``config.json``; False keeps the published settings.
             **kwargs: options of :class:`Segmenter` (mode, device, …).
 
         Raises:
             CheckpointError: unsafe, unreadable or mismatched file.
+            ParameterError: the ``config.json`` records settings that make no sense.
         """
+        config_path = Path(path).parent / MODEL_CONFIG_FILE
+        if use_config and config_path.is_file():
+            kwargs = {**recorded_settings(_read_config(config_path)), **kwargs}
         model, info = load_model(path, arch)
         segmenter = cls(model, arch=info.arch, **kwargs)
         segmenter.checkpoint = info
@@ -493,12 +506,60 @@ class Segmenter:
         return SegmentationResult(Volume(labels, affine), lesions, self.mode, seconds, timings)
 
 
+def recorded_settings(config: Mapping) -> dict:
+    """The :class:`Segmenter` options a model's ``config.json`` records.
+
+    ``spacing_mm`` (three mm values) and ``window_hu`` (low, high) become ``spacing_mm`` and
+    ``hu_window``: a network trained on a 1.5 mm grid or another window must see the same at
+    inference. Keys that are absent are left out (the published settings apply); the crop
+    size is not taken over, since the network is fully convolutional and the sliding window
+    stays the caller's choice.
+
+    Raises:
+        ParameterError: a recorded value is malformed or out of range.
+    """
+    settings = {}
+    spacing = config.get("spacing_mm")
+    if spacing is not None:
+        try:
+            values = tuple(float(v) for v in spacing)
+        except (TypeError, ValueError):
+            values = ()
+        if len(values) != 3 or not all(0.1 <= v <= 10.0 for v in values):
+            raise ParameterError(
+                f"{MODEL_CONFIG_FILE}: spacing_mm must be three values of 0.1-10 mm, got {spacing!r}"
+            )
+        settings["spacing_mm"] = values
+    window = config.get("window_hu")
+    if window is not None:
+        try:
+            low, high = (float(v) for v in window)
+        except (TypeError, ValueError):
+            low = high = math.nan
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ParameterError(
+                f"{MODEL_CONFIG_FILE}: window_hu must be [low, high] HU with low < high, got {window!r}"
+            )
+        settings["hu_window"] = (low, high)
+    return settings
+
+
+def _read_config(path: Path) -> Mapping:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ParameterError(f"cannot read {path}: {error}") from error
+    if not isinstance(config, dict):
+        raise ParameterError(f"{path} must hold a JSON object")
+    return config
+
+
 class _Blend:
     """Gaussian-weighted sum of window logits and of the weights, as MONAI blends windows."""
 
-    def __init__(self, shape, roi_size, device) -> None:
+    def __init__(self, shape, roi_size, device, sigma_scale: float = SIGMA_SCALE) -> None:
         self.weight = compute_importance_map(
-            roi_size, mode="gaussian", sigma_scale=SIGMA_SCALE, device=device
+            roi_size, mode="gaussian", sigma_scale=sigma_scale, device=device
         ).to(torch.float32)[None]
         self.shape = tuple(shape)
         self.device = device

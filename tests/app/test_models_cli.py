@@ -307,6 +307,29 @@ def test_add_refuses_bad_input(test_registry, data_dir, served, arguments, messa
     assert not (data_dir / "models" / "x").exists()
 
 
+def test_add_keeps_the_training_settings_for_inference(test_registry, data_dir, served, tmp_path):
+    """A model trained on a 1.5 mm grid (its run folder's config.json says so) is segmented
+    on that grid after `models add`, not on the published 1 mm."""
+    from syntumor_core.inference import Segmenter
+
+    run = tmp_path / "runs" / "coarse"
+    run.mkdir(parents=True)
+    shutil.copyfile(served["good"], run / "model.pt")
+    (run / "config.json").write_text(
+        json.dumps({"arch": "unet", "spacing_mm": [1.5, 1.5, 1.5], "window_hu": [-50, 200]})
+    )
+    entry = registry.add(run / "model.pt", "unet", None, data_dir)
+    path, _ = registry.resolve_model(entry.name, data_dir)
+    installed = json.loads((path.parent / "config.json").read_text())
+    assert installed["spacing_mm"] == [1.5, 1.5, 1.5] and installed["window_hu"] == [-50.0, 200.0]
+    segmenter = Segmenter.from_checkpoint(path, device="cpu")
+    assert segmenter.spacing_mm == (1.5, 1.5, 1.5) and segmenter.hu_window == (-50.0, 200.0)
+    (run / "config.json").write_text(json.dumps({"spacing_mm": [0, 1, 1]}))
+    with pytest.raises(ParameterError, match="spacing_mm"):
+        registry.add(run / "model.pt", "unet", "broken", data_dir)
+    assert _nothing_installed(data_dir, "broken")
+
+
 def test_add_refuses_a_malicious_file(test_registry, data_dir, served):
     malicious = served["good"].parent / "malicious.pt"
     with pytest.raises(CheckpointError, match="refused checkpoint"):

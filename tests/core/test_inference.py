@@ -6,6 +6,7 @@ Small settings keep the file fast: phantoms at 4 mm resampled to 8 mm (or 2 mm),
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -197,6 +198,33 @@ def test_from_checkpoint_loads_the_same_network(tmp_path, small_phantom, unet):
     original = Segmenter(unet, arch="unet", mode="parity", **SMALL)
     batch = original.preprocess(small_phantom.image).as_tensor()[None]
     assert torch.equal(loaded.sliding_window_logits(batch), original.sliding_window_logits(batch))
+
+
+def test_from_checkpoint_takes_the_training_grid_and_window_from_config_json(tmp_path, unet):
+    """A network trained on another grid or HU window gets the same at inference; options
+    passed explicitly win, and nonsense in the file is refused with the key named."""
+    path = save_checkpoint(tmp_path / "model.pt", unet, arch="unet", epoch=1, best_acc=0.0)
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps({"spacing_mm": [2, 2, 3], "window_hu": [-100, 250], "arch": "unet"})
+    )
+    loaded = Segmenter.from_checkpoint(path, device="cpu", roi_size=32)
+    assert loaded.spacing_mm == (2.0, 2.0, 3.0) and loaded.hu_window == (-100.0, 250.0)
+    chosen = Segmenter.from_checkpoint(path, device="cpu", roi_size=32, spacing_mm=8.0)
+    assert chosen.spacing_mm == (8.0, 8.0, 8.0) and chosen.hu_window == (-100.0, 250.0)
+    ignored = Segmenter.from_checkpoint(path, device="cpu", roi_size=32, use_config=False)
+    assert ignored.spacing_mm == (1.0, 1.0, 1.0) and ignored.hu_window == (-21.0, 189.0)
+    config.write_text(json.dumps({"source": "a registry entry without training settings"}))
+    plain = Segmenter.from_checkpoint(path, device="cpu", roi_size=32)
+    assert plain.spacing_mm == (1.0, 1.0, 1.0)
+    for bad, key in (({"spacing_mm": [1, 1]}, "spacing_mm"), ({"window_hu": [300, 100]}, "window_hu"),
+                     ({"spacing_mm": "1 mm"}, "spacing_mm")):  # fmt: skip
+        config.write_text(json.dumps(bad))
+        with pytest.raises(ParameterError, match=key):
+            Segmenter.from_checkpoint(path, device="cpu")
+    config.write_text("{not json")
+    with pytest.raises(ParameterError, match="config.json"):
+        Segmenter.from_checkpoint(path, device="cpu")
 
 
 @pytest.mark.parametrize(
