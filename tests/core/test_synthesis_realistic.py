@@ -285,3 +285,16 @@ def test_cysts_have_water_density(phantom, mask_name):
             core = cyst
         medians.append(float(np.median(out.image[core])))
     assert all(-10.0 <= m <= 35.0 for m in medians), medians
+
+
+def test_mass_effect_interpolation_split_over_threads_is_identical():
+    """Many points are interpolated by two threads; each value must be scipy's own."""
+    from syntumor_core.synthesis.effects import _PARALLEL_POINTS, _linear_at
+
+    rng = np.random.default_rng(0)
+    volume = rng.normal(size=(40, 30, 20)).astype(np.float32)
+    for count in (_PARALLEL_POINTS - 1, _PARALLEL_POINTS + 1):
+        points = rng.random((3, count)) * np.array([[45.0], [35.0], [25.0]]) - 2.0
+        points = points.astype(np.float32)  # some beyond the edge: mode "nearest"
+        expected = ndimage.map_coordinates(volume, points, order=1, mode="nearest", prefilter=False)
+        assert np.array_equal(_linear_at(volume, points), expected)
