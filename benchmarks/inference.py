@@ -17,9 +17,15 @@ without the network is timed on the whole volume (a 1×1×1 convolution stands i
 network), the network on ``--sample-windows`` real windows of the volume, and the two are
 added up for the number of windows each mode runs; their agreement comes from full runs of
 both modes on a ``--crop-mm`` cube around the liver. ``--full`` runs everything in full.
-On CUDA, rows also show the peak GPU memory. Run:
+On CUDA, rows also show the peak GPU memory.
+
+``--trained`` instead runs the demo U-Net (trained weights, ``models/demo``) over the whole
+volume on the CPU with the authors' window grid and with sparser grids, and compares the
+final labels (see :func:`run_trained`): the agreement a faster grid keeps depends on how
+confident the network is, which random weights cannot show. Run:
 
     .venv/bin/python benchmarks/inference.py [--device cpu|cuda|all] [--full]
+    .venv/bin/python benchmarks/inference.py --trained      # about 20 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -27,15 +33,23 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 from torch import nn
 
-from syntumor_core.inference import Segmenter, window_slices
+from syntumor_core.inference import (
+    Segmenter,
+    _Blend,
+    _coarse_window_indices,
+    postprocess,
+    window_slices,
+)
 from syntumor_core.models import build_model
 from syntumor_core.phantom import make_phantom
+from syntumor_core.synthesis import synthesize
 from syntumor_core.volume import Volume
 
 SHAPE, SPACING = (512, 512, 200), (0.8, 0.8, 1.5)
@@ -135,6 +149,20 @@ def crop_around_liver(volume: Volume, liver: np.ndarray, crop_mm: float) -> Volu
     return Volume(np.ascontiguousarray(volume.array[box]), affine)
 
 
+def forward_passes(batch: torch.Tensor, slices: list) -> int:
+    """Forward passes fast mode makes over the whole grid: one per window whose input varies,
+    one per distinct value of the constant ones (all air, say). With random weights the
+    focused grid refines everywhere (their "liver" is everywhere), so this is its count."""
+    constant, varying = set(), 0
+    for window in slices:
+        low, high = batch[(slice(None), slice(None), *window)].aminmax()
+        if low == high:
+            constant.add(float(low))
+        else:
+            varying += 1
+    return varying + len(constant)
+
+
 def run_estimated(volume: Volume, liver: np.ndarray, arch: str, args) -> list[dict]:
     """CPU rows from the pipeline's fixed costs plus sampled network time (module docstring)."""
     model = random_model(arch)
@@ -142,7 +170,7 @@ def run_estimated(volume: Volume, liver: np.ndarray, arch: str, args) -> list[di
     fast = Segmenter(model, arch=arch, mode="fast", device="cpu")
     batch = parity.preprocess(volume).as_tensor()[None]
     slices = window_slices(batch.shape[2:], ROI, 0.75)
-    jobs, _, _ = fast._plan_windows(batch, slices)
+    fast_passes = forward_passes(batch, slices)
     picks = np.linspace(0, len(slices) - 1, args.sample_windows).round().astype(int)
     windows = [batch[(slice(None), slice(None), *slices[i])] for i in picks]
     per_window = {
@@ -156,7 +184,7 @@ def run_estimated(volume: Volume, liver: np.ndarray, arch: str, args) -> list[di
         pipeline = Segmenter(stand_in, arch=arch, mode=mode, device="cpu")
         result = pipeline.predict(volume)
         fixed[mode] = (result.seconds, result.timings["sliding_window"])
-    run_counts = {"parity": len(slices), "fast": len(jobs)}
+    run_counts = {"parity": len(slices), "fast": fast_passes}
     direct = fixed["parity"][1] + len(slices) * per_window["parity"]
     small = crop_around_liver(volume, liver, args.crop_mm)
     labels = {mode: segmenter.predict(small).labels.array for mode, segmenter in
@@ -169,6 +197,81 @@ def run_estimated(volume: Volume, liver: np.ndarray, arch: str, args) -> list[di
          "agreement": 1.0 if mode == "parity" else agreement, "direct_peak": None}
         for mode in ("parity", "fast")
     ]  # fmt: skip
+
+
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "models" / "demo" / "model.pt"
+# (name, overlap, every other window only, Gaussian sigmas as fractions of the window)
+GRIDS = (
+    ("authors' grid, overlap 0.75", 0.75, False, (0.125,)),
+    ("every other window of it (about overlap 0.5)", 0.75, True, (0.125, 0.18)),
+    ("overlap 0.625", 0.625, False, (0.125, 0.18)),
+)
+
+
+def run_trained(args) -> None:
+    """The demo U-Net (trained weights) on the whole volume, with tumors synthesized into its
+    liver: how far fewer windows can go before the labels drift from the authors' grid.
+
+    Each grid runs once in fast mode's execution (batches of windows, channels-last, one pass
+    per constant window) and feeds one blend per Gaussian sigma. The reference is the
+    authors' grid and blend (parity's logits up to float rounding). Labels are compared after
+    the whole pipeline (back to the input grid, post-processing). "Direct" is estimated: the
+    plain network on ``--sample-windows`` windows, one at a time, times the grid's windows.
+    """
+    phantom = make_phantom(seed=0, shape=tuple(args.shape), spacing=tuple(args.spacing))
+    image = phantom.image.array.astype(np.float32)
+    tumors = synthesize(image, phantom.organ_mask("liver"), spacing=phantom.image.spacing,
+                        seed=3, tumor_type="mix")  # fmt: skip
+    volume = Volume(tumors.image, phantom.image.affine)
+    segmenter = Segmenter.from_checkpoint(DEMO_MODEL, device="cpu", focus_margin_mm=None)
+    started = time.perf_counter()
+    preprocessed = segmenter.preprocess(volume)
+    batch = preprocessed.as_tensor()[None]
+    fixed = time.perf_counter() - started
+    labels, seconds, counts = {}, {}, {}
+    for name, overlap, every_other, sigmas in GRIDS:
+        slices = window_slices(batch.shape[2:], ROI, overlap)
+        if every_other:
+            slices = [slices[i] for i in _coarse_window_indices(slices)]
+        blends = [_Blend(batch.shape, ROI, segmenter.device, sigma) for sigma in sigmas]
+        started = time.perf_counter()
+        with torch.inference_mode():
+            segmenter._run_windows(batch, slices, blends, lambda fraction: None, {})
+        seconds[name] = time.perf_counter() - started
+        counts[name] = (len(slices), forward_passes(batch, slices))
+        for sigma, blend in zip(sigmas, blends, strict=True):
+            started = time.perf_counter()
+            raw = segmenter.restore(blend.result()[0], preprocessed)
+            labels[name, sigma] = postprocess(raw)
+            fixed_after = time.perf_counter() - started
+        del blends
+    plain = build_model("unet")
+    plain.load_state_dict(segmenter.model.state_dict())
+    parity = Segmenter(plain.eval(), arch="unet", mode="parity", device="cpu")
+    all_windows = window_slices(batch.shape[2:], ROI, 0.75)
+    picks = np.linspace(0, len(all_windows) - 1, args.sample_windows).round().astype(int)
+    samples = [batch[(slice(None), slice(None), *all_windows[i])] for i in picks]
+    direct = len(all_windows) * network_seconds_per_window(parity, samples)
+    reference = labels[GRIDS[0][0], 0.125]
+    liver_reference = reference >= 1
+    print(f"\ndemo U-Net (trained weights), volume with {int((tumors.label == 2).sum()):,} "
+          f"synthetic tumor voxels; pipeline outside the windows {fixed + fixed_after:.0f} s; "
+          f"direct MONAI call estimated at {direct:.0f} s ({len(all_windows)} windows)")  # fmt: skip
+    print("| grid | sigma | windows | forward passes | windows s | s/volume | speed-up vs direct | "
+          "labels agree with the authors' grid | liver Dice vs it |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (name, sigma), result in labels.items():
+        total = seconds[name] + fixed + fixed_after
+        agree = float(np.mean(result == reference))
+        liver = result >= 1
+        dice = (
+            2
+            * np.count_nonzero(liver & liver_reference)
+            / max(np.count_nonzero(liver) + np.count_nonzero(liver_reference), 1)
+        )
+        print(f"| {name} | {sigma} | {counts[name][0]} | {counts[name][1]} | {seconds[name]:.0f} | "
+              f"{total:.0f} | {direct / total:.2f}× | {100 * agree:.4f} % | {dice:.4f} |",
+              flush=True)  # fmt: skip
 
 
 def print_row(row: dict) -> None:
@@ -194,6 +297,11 @@ def main() -> None:
     parser.add_argument("--sample-windows", type=int, default=8)
     parser.add_argument("--crop-mm", type=float, default=128.0)
     parser.add_argument(
+        "--trained",
+        action="store_true",
+        help="only the demo U-Net's window-grid comparison on the CPU (run_trained)",
+    )
+    parser.add_argument(
         "--explicit-direct",
         nargs="*",
         default=["unet"],
@@ -201,6 +309,9 @@ def main() -> None:
         "take parity's sliding-window stage, the same call)",
     )
     args = parser.parse_args()
+    if args.trained:
+        run_trained(args)
+        return
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     if "cuda" in devices and not torch.cuda.is_available():
         devices.remove("cuda")
