@@ -319,18 +319,10 @@ def _trained_settings(checkpoint: Path) -> dict[str, Any]:
     Raises:
         ParameterError: that file records malformed settings.
     """
-    from syntumor_core.inference import MODEL_CONFIG_FILE, recorded_settings
+    from syntumor_core.inference import settings_beside
 
-    config_path = checkpoint.parent / MODEL_CONFIG_FILE
-    if not config_path.is_file():
-        return {}
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ParameterError(f"cannot read {config_path}: {error}") from error
-    settings = recorded_settings(config) if isinstance(config, dict) else {}
-    names = {"spacing_mm": "spacing_mm", "hu_window": "window_hu"}
-    return {names[key]: list(value) for key, value in settings.items()}
+    names = {"spacing_mm": "spacing_mm", "hu_window": "window_hu"}  # Segmenter → config.json
+    return {names[key]: list(value) for key, value in settings_beside(checkpoint).items()}
 
 
 def _install(candidate: Path, entry: ModelEntry, target: Path, source: str, **details: Any) -> None:

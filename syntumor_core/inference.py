@@ -287,9 +287,8 @@ class Segmenter:
             CheckpointError: unsafe, unreadable or mismatched file.
             ParameterError: the ``config.json`` records settings that make no sense.
         """
-        config_path = Path(path).parent / MODEL_CONFIG_FILE
-        if use_config and config_path.is_file():
-            kwargs = {**recorded_settings(_read_config(config_path)), **kwargs}
+        if use_config:
+            kwargs = {**settings_beside(path), **kwargs}
         model, info = load_model(path, arch)
         segmenter = cls(model, arch=info.arch, **kwargs)
         segmenter.checkpoint = info
@@ -544,14 +543,23 @@ def recorded_settings(config: Mapping) -> dict:
     return settings
 
 
-def _read_config(path: Path) -> Mapping:
+def settings_beside(checkpoint: str | Path) -> dict:
+    """:func:`recorded_settings` of the ``config.json`` beside ``checkpoint``; ``{}`` when
+    there is none.
+
+    Raises:
+        ParameterError: the file is unreadable, not a JSON object, or records nonsense.
+    """
+    path = Path(checkpoint).parent / MODEL_CONFIG_FILE
+    if not path.is_file():
+        return {}
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ParameterError(f"cannot read {path}: {error}") from error
     if not isinstance(config, dict):
         raise ParameterError(f"{path} must hold a JSON object")
-    return config
+    return recorded_settings(config)
 
 
 class _Blend:
