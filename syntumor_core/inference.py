@@ -29,9 +29,13 @@ Two modes:
   liver or tumor those coarse windows found. A voxel that no skipped window covers has had
   every window of the full grid, so near the organ the blend is the full one; voxels far from
   it keep the coarse blend (background there in practice). ``focus_margin_mm=None`` runs the
-  full grid everywhere. ``overlap=0.5`` (the authors' setting for validation during
-  training) runs about 6× fewer windows, but changes the blend: with a random-init U-Net its
-  argmax agrees with parity on only ~87 % of voxels, so it is an option, not the default.
+  full grid everywhere. A sparser grid is an option, not the default, because it changes
+  the blend: ``overlap=0.5`` (the authors' setting for validation during training) runs about
+  6× fewer windows, ``overlap=0.625`` about 3×. With the trained demo U-Net on a 512×512×200
+  phantom, every other window of the authors' grid (about overlap 0.5) and overlap 0.625 gave
+  final labels that agree with parity on 99.84 % and 99.90 % of voxels (liver Dice 0.97 and
+  0.98 against parity; ``benchmarks/inference.py --trained``); with a random-init U-Net
+  overlap 0.5 agreed on only ~87 %.
 
 Example:
     >>> segmenter = Segmenter.from_checkpoint("models/demo/model.pt")  # doctest: +SKIP
