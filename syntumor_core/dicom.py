@@ -1,18 +1,21 @@
 """Assembling a DICOM CT series (a folder, a ``.zip`` or one file) into an array and affine.
 
 The result is plain data (float32 HU and a RAS+ affine); :func:`syntumor_core.volume.
-load_dicom_series` wraps it into a :class:`~syntumor_core.volume.Volume`. Zip archives are read
-in memory only, so member names (``../x``, absolute paths) never reach the file system, and the
+load_dicom_series` wraps it into a :class:`~syntumor_core.volume.Volume`. Zip archives are never
+extracted to disk, so member names (``../x``, absolute paths) never reach the file system; the
 archive is checked against size, count and compression-ratio limits before anything is
-unpacked.
+unpacked, and its members are then decompressed one at a time as they are read (headers first,
+pixels only for the chosen series), so memory holds one file at a time, not the archive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import zipfile
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,18 @@ DEFAULT_MAX_RATIO = 100.0
 RATIO_CHECK_MIN_BYTES = 1024**2
 _READ_CHUNK_BYTES = 1024**2
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+# The only attributes read while sorting files into series: headers of every file are kept
+# until the series is chosen, so large private or overlay data must not come with them.
+_HEADER_TAGS = (
+    "SeriesInstanceUID",
+    "SeriesDescription",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,9 +66,20 @@ class DicomSeries:
 
 
 @dataclass(frozen=True, eq=False)
+class _ZipMember:
+    """A file inside an open archive, decompressed each time it is opened."""
+
+    archive: zipfile.ZipFile
+    info: zipfile.ZipInfo
+
+
+Source = Path | bytes | _ZipMember
+
+
+@dataclass(frozen=True, eq=False)
 class _SliceFile:
     name: str
-    source: Path | bytes
+    source: Source
     header: pydicom.Dataset
 
 
@@ -80,13 +106,7 @@ def read_zip_members(
             names the limit).
     """
     path = Path(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DicomError(f"{path}: not a readable zip archive ({exc})") from exc
-    with archive:
-        members = [info for info in archive.infolist() if not info.is_dir()]
-        _check_zip_limits(path, members, max_total_bytes, max_members, max_ratio)
+    with _checked_archive(path, max_total_bytes, max_members, max_ratio) as (archive, members):
         contents: list[tuple[str, bytes]] = []
         budget = max_total_bytes
         for info in members:
@@ -94,6 +114,25 @@ def read_zip_members(
             budget -= len(data)
             contents.append((info.filename, data))
     return contents
+
+
+@contextlib.contextmanager
+def _checked_archive(
+    path: Path, max_total_bytes: int, max_members: int, max_ratio: float
+) -> Iterator[tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]]:
+    """The open archive and its files, once they pass the limits of :func:`read_zip_members`.
+
+    Reading a member never yields more than its declared size (``zipfile`` stops there), so
+    the declared sizes checked here bound what the members unpack to.
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DicomError(f"{path}: not a readable zip archive ({exc})") from exc
+    with archive:
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        _check_zip_limits(path, members, max_total_bytes, max_members, max_ratio)
+        yield archive, members
 
 
 def _check_zip_limits(path, members, max_total_bytes, max_members, max_ratio) -> None:
@@ -135,24 +174,38 @@ def _read_member(archive, info, budget: int, path: Path, max_total_bytes: int) -
     return b"".join(chunks)
 
 
-def _sources(path: Path, **zip_limits) -> list[tuple[str, Path | bytes]]:
+@contextlib.contextmanager
+def _sources(path: Path, **zip_limits) -> Iterator[list[tuple[str, Source]]]:
+    """``(name, source)`` of every file under ``path``; a zip stays open while in use."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
-        return [(str(p.relative_to(path)), p) for p in files]
-    if zipfile.is_zipfile(path) or path.suffix.lower() == ".zip":
-        return list(read_zip_members(path, **zip_limits))
-    return [(path.name, path)]
+        yield [(str(p.relative_to(path)), p) for p in files]
+    elif zipfile.is_zipfile(path) or path.suffix.lower() == ".zip":
+        with _checked_archive(path, **zip_limits) as (archive, members):
+            yield [(info.filename, _ZipMember(archive, info)) for info in members]
+    else:
+        yield [(path.name, path)]
 
 
-def _open(source: Path | bytes):
-    return io.BytesIO(source) if isinstance(source, bytes) else source
+def _open(source: Source):
+    """A binary stream of ``source`` (the caller closes it)."""
+    if isinstance(source, bytes):
+        return io.BytesIO(source)
+    if isinstance(source, _ZipMember):
+        return source.archive.open(source.info)
+    return open(source, "rb")
 
 
 def _read_headers(sources) -> list[_SliceFile]:
     slices, not_dicom, no_geometry = [], 0, 0
     for name, source in sources:
         try:
-            header = pydicom.dcmread(_open(source), stop_before_pixels=True)
+            with _open(source) as stream:
+                header = pydicom.dcmread(
+                    stream, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS)
+                )
+        except (zipfile.BadZipFile, EOFError) as exc:  # a damaged archive: not a skippable file
+            raise DicomError(f"cannot unpack member {name!r} of the zip ({exc})") from exc
         except InvalidDicomError:
             not_dicom += 1
             continue
@@ -264,7 +317,11 @@ def _first_line(exc: Exception) -> str:
 def _pixels_in_hu(item: _SliceFile, path: Path, shape: tuple[int, int]) -> np.ndarray:
     syntax = item.header.file_meta.get("TransferSyntaxUID", "unknown")
     try:
-        dataset = pydicom.dcmread(_open(item.source))
+        with _open(item.source) as stream:
+            dataset = pydicom.dcmread(stream)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:  # a damaged member or file
+        raise DicomError(f"{path}: cannot read {item.name} ({_first_line(exc)})") from exc
+    try:
         pixels = dataset.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for undecodable data
         raise DicomError(
@@ -315,10 +372,17 @@ def read_dicom_series(
     path = Path(path)
     if not path.exists():
         raise DicomError(f"{path}: file or folder not found")
-    sources = _sources(
-        path, max_total_bytes=max_total_bytes, max_members=max_members, max_ratio=max_ratio
-    )
-    uid, slices = _largest_series(_read_headers(sources), path)
+    limits = {"max_total_bytes": max_total_bytes, "max_members": max_members,
+              "max_ratio": max_ratio}  # fmt: skip
+    with _sources(path, **limits) as sources:
+        return _assemble(path, _read_headers(sources), max_tilt_degrees, spacing_tolerance)
+
+
+def _assemble(
+    path: Path, found: list[_SliceFile], max_tilt_degrees: float, spacing_tolerance: float
+) -> DicomSeries:
+    """The largest series of ``found`` checked, ordered and read into HU with its affine."""
+    uid, slices = _largest_series(found, path)
     _check_consistency(slices, uid, path)
     along_row, along_column, normal = _slice_normal(slices[0].header)
     positions = np.array([[float(v) for v in s.header.ImagePositionPatient] for s in slices])
