@@ -2,7 +2,9 @@
 // weights of the chosen organ, and send the form as JSON to the admin API; on success go to the
 // new job's live page, else show the server's reason next to the button.
 
-import { ADMIN_API, call, pageData } from "./admin-api.js";
+import { ADMIN_API } from "./admin-api.js";
+import { request } from "./api.js";
+import { pageData } from "./ui.js";
 
 const options = pageData();
 
@@ -133,7 +135,7 @@ function wire(form, path, body) {
     error.textContent = "";
     button.disabled = true;
     try {
-      const job = await call("POST", path, body(form));
+      const job = await request("POST", path, body(form));
       window.location.href = `/admin/jobs/${job.id}`;
     } catch (failure) {
       error.textContent = failure.message;

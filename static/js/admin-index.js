@@ -1,7 +1,8 @@
 // The admin job list: refresh status, progress and message of the shown jobs every few seconds
 // while any of them is queued or running.
 
-import { ADMIN_API, call } from "./admin-api.js";
+import { ADMIN_API } from "./admin-api.js";
+import { request } from "./api.js";
 
 const REFRESH_MS = 3000;
 
@@ -19,7 +20,7 @@ async function refresh() {
   const open = rows.filter((row) => !["succeeded", "failed", "cancelled"].includes(row.querySelector(".badge").textContent));
   if (!open.length) return;
   try {
-    const page = await call("GET", `${ADMIN_API}/jobs?limit=100`);
+    const page = await request("GET", `${ADMIN_API}/jobs?limit=100`);
     const byId = new Map(page.items.map((job) => [String(job.id), job]));
     for (const row of rows) {
       const job = byId.get(row.dataset.jobId);

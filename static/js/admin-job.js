@@ -2,7 +2,9 @@
 // as server-sent events bring new points, devices, log tail; Stop and Re-run; an evaluation's
 // results (per-case table, detection sensitivity per lesion size) once it has finished.
 
-import { ADMIN_API, call, formatDuration, pageData } from "./admin-api.js";
+import { ADMIN_API, formatDuration } from "./admin-api.js";
+import { request } from "./api.js";
+import { pageData } from "./ui.js";
 import { LineChart, drawBarChart } from "./admin-chart.js";
 
 const initial = pageData();
@@ -105,7 +107,7 @@ function cell(text, numeric = false) {
 const score = (value) => (value === null || value === undefined ? "—" : value.toFixed(3));
 
 async function loadEvaluation() {
-  const results = await call("GET", `${ADMIN_API}/jobs/${jobId}/evaluation`);
+  const results = await request("GET", `${ADMIN_API}/jobs/${jobId}/evaluation`);
   const detection = results.detection || {};
   drawBarChart($("sensitivity-chart"), {
     title: "Detection sensitivity per lesion radius",
@@ -154,7 +156,7 @@ function follow() {
 $("stop-button").addEventListener("click", async () => {
   $("stop-button").disabled = true;
   try {
-    applyState(await call("POST", `${ADMIN_API}/jobs/${jobId}/stop`));
+    applyState(await request("POST", `${ADMIN_API}/jobs/${jobId}/stop`));
   } catch (error) {
     $("job-error").textContent = error.message;
   }
@@ -162,7 +164,7 @@ $("stop-button").addEventListener("click", async () => {
 
 $("rerun-button").addEventListener("click", async () => {
   try {
-    const job = await call("POST", `${ADMIN_API}/jobs/${jobId}/rerun`);
+    const job = await request("POST", `${ADMIN_API}/jobs/${jobId}/rerun`);
     window.location.href = `/admin/jobs/${job.id}`;
   } catch (error) {
     $("job-error").textContent = error.message;
