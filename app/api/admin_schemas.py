@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.common import ArchName, OrganName, ProfileName
 from syntumor_core.models import ARCHITECTURES
-from syntumor_core.synthesis import ORGAN_PROFILES, PROFILES
 
 Shape = tuple[
     Annotated[int, Field(ge=16, le=512)],
@@ -77,11 +77,11 @@ class TrainingJobCreate(_Body):
     model_name: str | None = Field(
         None, max_length=64, description="Name to register the model as (default trained-<job>)."
     )
-    arch: str = Field("unet", description=f"One of {', '.join(ARCHITECTURES)}.")
+    arch: ArchName = Field("unet", description=f"One of {', '.join(ARCHITECTURES)}.")
     dataset: TrainData
     syn: bool = Field(True, description="Synthesize tumors on the fly.")
-    syn_organ: str = "liver"
-    syn_profile: str = "paper"
+    syn_organ: OrganName = "liver"
+    syn_profile: ProfileName = "paper"
     syn_prob: float = Field(0.9, ge=0.0, le=1.0)
     syn_types: dict[str, float] | None = Field(
         None, description="Tumor-type weights (default: the organ profile's)."
@@ -99,27 +99,6 @@ class TrainingJobCreate(_Body):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     workers: int = Field(4, ge=0, le=64, description="Data-loader processes per GPU/process.")
     threads: int = Field(0, ge=0, le=1024, description="CPU threads per process (0: default).")
-
-    @field_validator("arch")
-    @classmethod
-    def _known_arch(cls, arch: str) -> str:
-        if arch not in ARCHITECTURES:
-            raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}")
-        return arch
-
-    @field_validator("syn_organ")
-    @classmethod
-    def _known_organ(cls, organ: str) -> str:
-        if organ not in ORGAN_PROFILES:
-            raise ValueError(f"syn_organ must be one of {', '.join(sorted(ORGAN_PROFILES))}")
-        return organ
-
-    @field_validator("syn_profile")
-    @classmethod
-    def _known_profile(cls, profile: str) -> str:
-        if profile not in PROFILES:
-            raise ValueError(f"syn_profile must be one of {', '.join(PROFILES)}")
-        return profile
 
 
 class EvaluationJobCreate(_Body):

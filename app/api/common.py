@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import Collection
+from typing import Annotated, Any, TypeVar
 
 from fastapi import HTTPException, Query
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, ValidationInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import Job, Volume
+from syntumor_core.models import ARCHITECTURES
+from syntumor_core.synthesis import ORGAN_PROFILES, PROFILES
 
 T = TypeVar("T")
 MAX_PAGE = 200
@@ -81,3 +84,19 @@ def job_json(job: Job, *, with_log: bool = False) -> dict[str, Any]:
     if with_log:
         data["log"] = job.log
     return data
+
+
+def _one_of(options: Collection[str]) -> AfterValidator:
+    """A field validator refusing values outside ``options``, naming the field and the choices."""
+
+    def check(value: str, info: ValidationInfo) -> str:
+        if value not in options:
+            raise ValueError(f"{info.field_name} must be one of {', '.join(sorted(options))}")
+        return value
+
+    return AfterValidator(check)
+
+
+ArchName = Annotated[str, _one_of(ARCHITECTURES)]
+OrganName = Annotated[str, _one_of(ORGAN_PROFILES)]
+ProfileName = Annotated[str, _one_of(PROFILES)]

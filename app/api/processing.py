@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import auth
-from app.api.common import PageParams, get_or_404, job_json, page_params, paginate
+from app.api.common import (
+    OrganName,
+    PageParams,
+    ProfileName,
+    get_or_404,
+    job_json,
+    page_params,
+    paginate,
+)
 from app.model_registry import list_models as registry_models
 from app.model_registry import resolve_model
 from app.models import Job, Role, Segmentation, Synthesis, User, Volume
@@ -45,24 +53,10 @@ class SynthesisBody(BaseModel):
     image_id: int
     mask_id: int
     mask_labels: list[int] = Field(default_factory=lambda: [1], min_length=1, max_length=20)
-    organ: str = "liver"
+    organ: OrganName = "liver"
     tumor_type: str = "mix"
-    profile: str = "paper"
+    profile: ProfileName = "paper"
     seed: int = Field(0, ge=0, le=2**32 - 1)
-
-    @field_validator("organ")
-    @classmethod
-    def _known_organ(cls, organ: str) -> str:
-        if organ not in ORGAN_PROFILES:
-            raise ValueError(f"organ must be one of {sorted(ORGAN_PROFILES)}")
-        return organ
-
-    @field_validator("profile")
-    @classmethod
-    def _known_profile(cls, profile: str) -> str:
-        if profile not in PROFILES:
-            raise ValueError(f"profile must be one of {list(PROFILES)}")
-        return profile
 
 
 KIND_NOUNS = {"image": "an image", "label": "a label map"}
