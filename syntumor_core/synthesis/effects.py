@@ -7,7 +7,7 @@ out because they took about 5 s per tumor. Here each works on a small box around
 from __future__ import annotations
 
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,16 +133,10 @@ def _linear_at(volume: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
     if count < _PARALLEL_POINTS or (os.cpu_count() or 1) < 2:
         return part(coordinates)
     half = count // 2
-    second: list[np.ndarray] = []
-    worker = threading.Thread(target=lambda: second.append(part(coordinates[:, half:])))
-    worker.start()
-    try:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        second = pool.submit(part, coordinates[:, half:])
         first = part(coordinates[:, :half])
-    finally:
-        worker.join()
-    if not second:  # the thread failed: compute its half here, raising its error
-        second.append(part(coordinates[:, half:]))
-    return np.concatenate([first, second[0]])
+        return np.concatenate([first, second.result()])  # re-raises the thread's error
 
 
 def _true_indices(mask: np.ndarray) -> tuple[np.ndarray, ...]:
