@@ -97,7 +97,8 @@ def test_parity_logits_are_bit_identical_to_a_direct_monai_call(small_phantom, u
 def test_fast_mode_agrees_with_parity(small_phantom, unet):
     parity = Segmenter(unet, arch="unet", mode="parity", **SMALL)
     fast = Segmenter(unet, arch="unet", **SMALL)
-    assert fast.mode == "fast" and fast.sw_batch_size > 1 and fast.channels_last
+    assert fast.mode == "fast" and fast.sw_batch_size > 1
+    assert not fast.channels_last  # only on CUDA: no faster on the CPU
     batch = parity.preprocess(small_phantom.image).as_tensor()[None]
     parity_logits = parity.sliding_window_logits(batch)
     fast_logits = fast.sliding_window_logits(batch)
@@ -124,7 +125,7 @@ def test_fast_mode_runs_one_window_for_all_constant_windows(unet):
     got = fast.sliding_window_logits(batch)
     windows = len(window_slices(batch.shape[2:], (32, 32, 32), 0.75))
     assert parity_model.windows == windows == 12
-    assert fast.model.windows == 4 + 1  # the fast model is a channels-last copy
+    assert fast.model.windows == 4 + 1
     assert torch.allclose(got, expected, atol=1e-4)
 
 
@@ -227,6 +228,94 @@ def test_from_checkpoint_takes_the_training_grid_and_window_from_config_json(tmp
         Segmenter.from_checkpoint(path, device="cpu")
 
 
+def test_fast_mode_runs_swin_window_attention_fused(small_phantom):
+    from monai.networks.nets.swin_unetr import WindowAttention
+
+    torch.manual_seed(0)
+    swin = build_model("swin_unetrv2_tiny").eval()
+    options = {"roi_size": 64, "spacing_mm": 5.0, "device": "cpu"}  # 4 windows (32³ is too small)
+    parity = Segmenter(swin, arch="swin_unetrv2_tiny", mode="parity", **options)
+    fast = Segmenter(swin, arch="swin_unetrv2_tiny", focus_margin_mm=None, **options)
+
+    def flags(model):
+        return [m.use_flash_attention for m in model.modules() if isinstance(m, WindowAttention)]
+
+    assert len(flags(fast.model)) == 8 and all(flags(fast.model))  # 4 stages x 2 blocks
+    assert parity.model is swin and not any(flags(swin))  # the caller's model is untouched
+    batch = parity.preprocess(small_phantom.image).as_tensor()[None]
+    expected = parity.sliding_window_logits(batch)
+    got = fast.sliding_window_logits(batch)
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert (got.argmax(1) == expected.argmax(1)).float().mean().item() >= 0.9999
+    unet = build_model("unet")
+    assert Segmenter(unet, arch="unet", **SMALL).model is unet  # nothing to fuse: no copy
+
+
+def _tiny_unet() -> nn.Module:
+    """A two-level MONAI U-Net: real convolutions and norms, quick to compile."""
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(1)
+    return UNet(3, 1, 3, channels=(4, 8), strides=(2,), num_res_units=1).eval()
+
+
+def test_compiled_network_gives_the_eager_logits(small_phantom):
+    model = _tiny_unet()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    eager = Segmenter(model, arch="unet", compile=False, **SMALL)
+    compiled = Segmenter(model, arch="unet", compile=True, **SMALL)
+    batch = eager.preprocess(small_phantom.image).as_tensor()[None]
+    passes = math.ceil(len(window_slices(batch.shape[2:], (32, 32, 32), 0.75)) / 2)
+    expected = eager.sliding_window_logits(batch)
+    got = compiled.sliding_window_logits(batch)
+    assert compiled._compiled is not None and compiled.compile  # it ran compiled
+    assert eager._compiled is None
+    assert passes * 2 > len(window_slices(batch.shape[2:], (32, 32, 32), 0.75))  # short last batch
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+    # freezing folded a copy of the weights into the graph; the caller's are unchanged
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_compiling_that_fails_falls_back_to_eager(small_phantom, unet, monkeypatch, caplog):
+    calls = []
+
+    def no_compiler(model, **options):
+        calls.append(options)
+
+        def broken(windows):
+            raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found")
+
+        return broken
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    segmenter = Segmenter(unet, arch="unet", compile=True, **SMALL)
+    batch = segmenter.preprocess(small_phantom.image).as_tensor()[None]
+    with caplog.at_level("WARNING", logger="syntumor_core.inference"):
+        got = segmenter.sliding_window_logits(batch)
+    expected = Segmenter(unet, arch="unet", compile=False, **SMALL).sliding_window_logits(batch)
+    assert calls == [{"dynamic": False, "options": {"freezing": True}}]
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert "no working C++ compiler" in caplog.text and not segmenter.compile
+
+
+def test_by_default_only_large_cpu_runs_compile(small_phantom, unet, monkeypatch):
+    from syntumor_core.inference import COMPILE_MIN_PASSES
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model, **options: compiled.append(model) or model)
+    segmenter = Segmenter(unet, arch="unet", **SMALL)
+    assert segmenter.compile  # the U-Net on the CPU: allowed, decided per run
+    segmenter.sliding_window_logits(segmenter.preprocess(small_phantom.image).as_tensor()[None])
+    assert compiled == []  # a few windows: eager, no 15-40 s build
+    assert segmenter._network_for(COMPILE_MIN_PASSES - 1) is None
+    assert segmenter._network_for(COMPILE_MIN_PASSES) is unet and compiled == [unet]
+    assert segmenter._network_for(1) is unet and len(compiled) == 1  # built once, then kept
+    swin = Segmenter(build_model("swin_unetrv2_tiny"), arch="swin_unetrv2_tiny", **SMALL)
+    assert not swin.compile  # measured 1.2x faster for a 5-minute build: not by default
+    assert not Segmenter(unet, arch="unet", mode="parity", **SMALL).compile
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -238,6 +327,8 @@ def test_from_checkpoint_takes_the_training_grid_and_window_from_config_json(tmp
         ({"hu_window": (189, -21)}, "low < high"),
         ({"arch": "unte"}, "did you mean 'unet'"),
         ({"amp": True, "device": "cpu"}, "needs fast mode on CUDA"),
+        ({"compile": "yes"}, "compile must be True, False or None"),
+        ({"compile": True, "mode": "parity"}, "compile needs fast mode"),
     ],
 )
 def test_bad_options_raise_with_the_rule(unet, options, message):
