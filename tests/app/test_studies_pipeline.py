@@ -43,6 +43,7 @@ def study(server):
         "title": "Pipeline study",
         "description": "phantoms only",
         "repeats": 1,
+        "seed": 7,  # the tumor plans follow from it: the same study on every run
         "click_synthetic": True,
         "arms": [
             {"name": "Real tumors", "truth": "real", "volumes": [{"image_id": i} for i, _ in real]},
@@ -73,10 +74,12 @@ def test_synthetic_arm_matches_the_real_arm_sizes(study):
         mirrored = real[case["plan"]["mirrors"]]["plan"]["diameters_mm"]
         assert case["plan"]["diameter_mm"] == pytest.approx(mirrored[0], abs=0.01)
         assert case["plan"]["tumor_type"] == match_tumor_type(mirrored[0] / 2, profile).tumor_type
-        assert case["plan"]["synthesized_diameters_mm"], "the synthesis made no tumor"
-        assert (
-            1 <= len(case["plan"]["synthesized_diameters_mm"]) <= case["plan"]["count"]
-        )  # may merge
+        made = case["plan"]["synthesized_diameters_mm"]
+        assert made, "the synthesis made no tumor"
+        # tumors are measured as connected regions: neighbours may merge into one, and a tumor
+        # clipped by a concave stretch of the liver may leave two pieces, so the number of
+        # regions need not equal the planned count
+        assert all(diameter > 0 for diameter in made)
         assert case["image_id"] and case["job_id"] and case["status"] == "ready"
     assert prepared["grid"]["spacing_mm"] == [3.0, 3.0, 3.0]  # the coarser of the two arms
 
