@@ -240,5 +240,7 @@ def test_a_finer_case_is_low_passed_to_the_grid_noise_level():
     out = resample_to_grid(fine, np.eye(4), grid, [30, 30, 30])
     sampled = fine[10:50:2, 10:50:2, 10:50:2]  # what plain sampling would give
     assert out.std() < 0.6 * sampled.std()  # aliased noise removed
-    same = resample_to_grid(fine, np.eye(4), CommonGrid((20, 20, 20), (1.0, 1.0, 1.0)), [30, 30, 30])
+    same = resample_to_grid(
+        fine, np.eye(4), CommonGrid((20, 20, 20), (1.0, 1.0, 1.0)), [30, 30, 30]
+    )
     np.testing.assert_array_equal(same, fine[20:40, 20:40, 20:40])  # same spacing: untouched
