@@ -139,14 +139,14 @@ def network_seconds_per_window(
     the first call (which builds the compiled network) beyond one pass."""
     size = segmenter.sw_batch_size
     groups = [torch.cat(windows[i : i + size]) for i in range(0, len(windows), size)]
-    network = segmenter._network_for(passes)
+    compiled = segmenter._network_for(passes) is not None
     with torch.inference_mode():
         started = time.perf_counter()
-        segmenter._forward(groups[0], network)  # warm-up (and compiling)
+        segmenter._forward(groups[0], compiled)  # warm-up (and compiling)
         first = time.perf_counter() - started
         started = time.perf_counter()
         for group in groups:
-            segmenter._forward(group, network)
+            segmenter._forward(group, compiled)
     seconds = (time.perf_counter() - started) / sum(len(group) for group in groups)
     return seconds, max(first - seconds * len(groups[0]), 0.0)
 
@@ -244,14 +244,13 @@ def run_trained(args) -> None:
     batch = preprocessed.as_tensor()[None]
     fixed = time.perf_counter() - started
     authors_grid = window_slices(batch.shape[2:], ROI, 0.75)
-    network = segmenter._network_for(len(authors_grid))
     build = 0.0
-    if network is not None:  # compile now, so that no grid's time includes it
+    if segmenter._network_for(len(authors_grid)) is not None:  # compile now, not in a grid's time
         windows = batch[(slice(None), slice(None), *authors_grid[0])]
         windows = windows.expand(segmenter.sw_batch_size, -1, -1, -1, -1)
         with torch.inference_mode():
             started = time.perf_counter()
-            segmenter._forward(windows, network)
+            segmenter._forward(windows, compiled=True)
             build = time.perf_counter() - started
     fixed += build
     labels, raws, seconds, counts, after = {}, {}, {}, {}, []

@@ -388,34 +388,26 @@ class Segmenter:
             if not (self._compile_always or passes >= COMPILE_MIN_PASSES):
                 return None
             # freezing folds the weights into the graph as constants (inference only);
-            # dynamic=False: one shape, the full window batch (see _run_windows)
+            # dynamic=False: one shape, the full window batch (see _forward)
             self._compiled = torch.compile(self.model, dynamic=False, options={"freezing": True})
         return self._compiled
 
-    def _compiled_forward(self, network: Callable, windows: torch.Tensor) -> torch.Tensor | None:
-        """``network(windows)``, or None after switching to eager execution if it fails."""
-        try:
-            if self.autocast:
-                with torch.autocast(device_type=self.device.type, dtype=torch.float16):
-                    return network(windows).float()
-            return network(windows).float()
-        except Exception as error:  # noqa: BLE001 - compiling is an optimisation; eager works
-            logger.warning("compiled execution failed, running the network eagerly: %s", error)
-            self.compile = False
-            self._compiled = None
-            return None
-
-    def _forward(self, windows: torch.Tensor, network: Callable | None = None) -> torch.Tensor:
-        count = windows.shape[0]
-        if network is not None:
+    def _forward(self, windows: torch.Tensor, compiled: bool = False) -> torch.Tensor:
+        """Logits of a batch of windows: through the compiled network when ``compiled`` and
+        one was built (see :meth:`_network_for`), else eagerly."""
+        if compiled and self._compiled is not None:
+            count = windows.shape[0]
             missing = self.sw_batch_size - count
             if missing > 0:  # a short last batch would compile a second graph: pad it
                 filler = windows[-1:].expand(missing, *windows.shape[1:])
                 windows = torch.cat([windows, filler])
-            logits = self._compiled_forward(network, windows)
-            if logits is not None:
-                return logits[:count]
-            windows = windows[:count]
+            try:
+                with torch.autocast(self.device.type, torch.float16, enabled=self.autocast):
+                    return self._compiled(windows).float()[:count]
+            except Exception as error:  # noqa: BLE001 - compiling is an optimisation; eager works
+                logger.warning("compiled execution failed, running the network eagerly: %s", error)
+                self.compile, self._compiled = False, None
+                windows = windows[:count]
         if self.channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last_3d)
         if self.autocast:
@@ -492,12 +484,10 @@ class Segmenter:
             if job[1] is not None and job[1] not in firsts and job[1] not in constant:
                 firsts[job[1]] = job
         runs.extend(firsts.values())
-        network = self._network_for(math.ceil(len(runs) / self.sw_batch_size))
+        compiled = self._network_for(math.ceil(len(runs) / self.sw_batch_size)) is not None
         for start in range(0, len(runs), self.sw_batch_size):
             chunk = runs[start : start + self.sw_batch_size]
-            logits = self._forward(torch.cat([padded[region] for region, _ in chunk]), network)
-            if network is not None and not self.compile:
-                network = None  # compiling failed: eager from here on
+            logits = self._forward(torch.cat([padded[region] for region, _ in chunk]), compiled)
             for (region, value), window_logits in zip(chunk, logits, strict=True):
                 if value is None:
                     for blend in blends:
