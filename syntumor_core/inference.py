@@ -25,7 +25,7 @@ Two modes:
   whose input is constant (e.g. all air: their outputs are identical); on the CPU a
   *compiled* U-Net (``torch.compile`` with inductor and frozen weights: fused normalisation
   and activation kernels, prepacked convolution weights; 1.15–1.3× faster a window on a
-  2-core CPU, built once a Segmenter in 15–40 s, so only when a volume needs at least
+  2-core CPU, built once a Segmenter in 9–40 s, so only when a volume needs at least
   :data:`COMPILE_MIN_PASSES` forward passes; eager execution when compiling fails, e.g.
   without a C++ compiler); Swin-UNETR's window attention through PyTorch's fused
   ``scaled_dot_product_attention`` (MONAI's ``use_flash_attention``); channels-last memory
@@ -90,7 +90,7 @@ LIVER_MARGIN_VOXELS = 30
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 _CUDA_FAST_BATCH = 4
 _CPU_FAST_BATCH = {"unet": 2}  # Swin-UNETR measured no faster with 2 windows a pass on a CPU
-COMPILE_MIN_PASSES = 512  # compiling (15-40 s) pays for itself from about this many passes
+COMPILE_MIN_PASSES = 512  # compiling (9-40 s) pays for itself from about this many passes
 FOCUS_MARGIN_MM = 16.0  # fast mode: full window grid within this distance of the coarse organ
 MODEL_CONFIG_FILE = "config.json"  # beside model.pt: what the network was trained on
 
@@ -266,8 +266,10 @@ class Segmenter:
         if compile and parity:
             raise ParameterError("compile needs fast mode: parity runs MONAI's call unchanged")
         auto = self.arch == "unet" and self.device.type == "cpu"
-        self.compile = False if parity else (auto if compile is None else compile)
-        self._compile_always = bool(compile)
+        # the fewest forward passes a run needs before it compiles; None: it never does
+        self._compile_from: int | None = None
+        if compile or (compile is None and auto and not parity):
+            self._compile_from = 0 if compile else COMPILE_MIN_PASSES
         self._compiled: Callable | None = None
         if amp and (parity or self.device.type != "cuda"):
             raise ParameterError(
@@ -380,12 +382,17 @@ class Segmenter:
             mode="gaussian",
         )
 
+    @property
+    def compile(self) -> bool:
+        """Whether a run may use the compiled network (False also after compiling failed)."""
+        return self._compile_from is not None
+
     def _network_for(self, passes: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """The compiled network for a run of ``passes`` forward passes, or None (eager)."""
-        if not self.compile:
+        if self._compile_from is None:
             return None
         if self._compiled is None:
-            if not (self._compile_always or passes >= COMPILE_MIN_PASSES):
+            if passes < self._compile_from:
                 return None
             # freezing folds the weights into the graph as constants (inference only);
             # dynamic=False: one shape, the full window batch (see _forward)
@@ -406,7 +413,7 @@ class Segmenter:
                     return self._compiled(windows).float()[:count]
             except Exception as error:  # noqa: BLE001 - compiling is an optimisation; eager works
                 logger.warning("compiled execution failed, running the network eagerly: %s", error)
-                self.compile, self._compiled = False, None
+                self._compile_from, self._compiled = None, None
                 windows = windows[:count]
         if self.channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last_3d)
