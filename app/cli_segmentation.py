@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 COMMAND_NAMES = ("segment", "evaluate")
 DEFAULT_DATA_DIR = Path("var")
+DEFAULT_FOCUS_MM = 16.0  # syntumor_core.inference.FOCUS_MARGIN_MM (not imported: torch is slow)
 METRIC_COLUMNS = ("liver_dice", "liver_nsd", "tumor_dice", "tumor_nsd")
 EMPTY_CASES_NOTE = (
     "A structure absent from both the truth and the prediction of a case scores NaN (as in the "
@@ -56,6 +57,36 @@ DeviceOption = Annotated[
 OverlapOption = Annotated[
     float, typer.Option("--overlap", help="Sliding-window overlap (0.75: the authors' setting).")
 ]
+
+FocusOption = Annotated[
+    float,
+    typer.Option(
+        "--focus-mm",
+        help="Fast mode: after a coarse pass (every other window), the full window grid runs "
+        "only within this many mm of the liver or tumor found; negative: the full grid "
+        "everywhere.",
+    ),
+]
+CompileOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--compile/--no-compile",
+        help="Fast mode: run the network through torch.compile (default: the U-Net on the CPU "
+        "for large volumes).",
+        show_default=False,
+    ),
+]
+
+
+def _speed_options(mode: str, overlap: float, focus_mm: float, compile: bool | None) -> dict:
+    """Segmenter options from the command line (focus and compile are fast mode's)."""
+    options: dict[str, Any] = {"mode": mode, "overlap": overlap}
+    if mode != "parity":
+        options["focus_margin_mm"] = focus_mm if focus_mm >= 0 else None
+        options["compile"] = compile
+    elif compile:
+        options["compile"] = compile  # refused by Segmenter with a message that says why
+    return options
 
 
 def register(app: typer.Typer) -> None:
@@ -96,6 +127,8 @@ def _provenance(segmenter: Segmenter, model: str, checkpoint: str) -> dict[str, 
         "arch": segmenter.arch,
         "mode": segmenter.mode,
         "overlap": segmenter.overlap,
+        "focus_margin_mm": segmenter.focus_margin_mm,
+        "compile": segmenter.compile,
         "roi_size": list(segmenter.roi_size),
         "spacing_mm": list(segmenter.spacing_mm),
         "hu_window": list(segmenter.hu_window),
@@ -188,6 +221,8 @@ def segment(
     mode: ModeOption = "fast",
     device: DeviceOption = None,
     overlap: OverlapOption = 0.75,
+    focus_mm: FocusOption = DEFAULT_FOCUS_MM,
+    compile: CompileOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Segment liver (1) and liver tumors (2) in a CT; write labels on the CT's own grid."""
@@ -200,8 +235,9 @@ def segment(
     with user_errors():
         volume = load_volume(image)
         segmenter, checkpoint = _load_segmenter(
-            model, arch, data_dir, mode=mode, device=device, overlap=overlap
-        )
+            model, arch, data_dir, device=device,
+            **_speed_options(mode, overlap, focus_mm, compile),
+        )  # fmt: skip
         with progress_bar("segment") as progress:
             result = segmenter.predict(volume, progress=progress)
         save_nifti(result.labels, out_label, dtype=np.uint8)
@@ -350,6 +386,8 @@ def evaluate(
     mode: ModeOption = "fast",
     device: DeviceOption = None,
     overlap: OverlapOption = 0.75,
+    focus_mm: FocusOption = DEFAULT_FOCUS_MM,
+    compile: CompileOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Score a model on a data list: per-case CSV, summary JSON, predictions as NIfTI."""
@@ -363,8 +401,9 @@ def evaluate(
             selection_overlap(cases, selection), len(cases), f"{selection_file} [{selection_split}]"
         )
         segmenter, checkpoint = _load_segmenter(
-            model, arch, data_dir, mode=mode, device=device, overlap=overlap
-        )
+            model, arch, data_dir, device=device,
+            **_speed_options(mode, overlap, focus_mm, compile),
+        )  # fmt: skip
         rows, detection = _score_cases(segmenter, cases, root, out)
         _write_rows(out / "metrics.csv", rows)
         summary = {

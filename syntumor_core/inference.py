@@ -277,12 +277,17 @@ class Segmenter:
                 f"{self.device.type}"
             )
         self.autocast = (not parity and self.device.type == "cuda") if amp is None else amp
-        self.focus_margin = None
+        # the focus margin in mm (None: the full grid everywhere) and in voxels of the grid
+        self.focus_margin_mm: float | None = None
+        self.focus_margin: int | None = None
         if not parity and focus_margin_mm is not None:
-            if not (isinstance(focus_margin_mm, int | float) and 0 <= focus_margin_mm < 1000):
+            if isinstance(focus_margin_mm, bool) or not (
+                isinstance(focus_margin_mm, int | float) and 0 <= focus_margin_mm < 1000
+            ):
                 raise ParameterError(
                     f"focus_margin_mm must be a distance in mm >= 0 or None, got {focus_margin_mm!r}"
                 )
+            self.focus_margin_mm = float(focus_margin_mm)
             self.focus_margin = math.ceil(focus_margin_mm / min(self.spacing_mm))
         if self.channels_last:
             model = copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
