@@ -128,7 +128,7 @@ def _provenance(segmenter: Segmenter, model: str, checkpoint: str) -> dict[str, 
         "mode": segmenter.mode,
         "overlap": segmenter.overlap,
         "focus_margin_mm": segmenter.focus_margin_mm,
-        "compile": segmenter.compile,
+        "compiled": segmenter.compiled,  # the network ran through torch.compile
         "roi_size": list(segmenter.roi_size),
         "spacing_mm": list(segmenter.spacing_mm),
         "hu_window": list(segmenter.hu_window),

@@ -392,6 +392,11 @@ class Segmenter:
         """Whether a run may use the compiled network (False also after compiling failed)."""
         return self._compile_from is not None
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the compiled network has been built (runs large enough use it)."""
+        return self._compiled is not None
+
     def _network_for(self, passes: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """The compiled network for a run of ``passes`` forward passes, or None (eager)."""
         if self._compile_from is None:

@@ -112,7 +112,7 @@ def test_segment_focus_and_compile_options_reach_the_segmenter_and_the_sidecar(f
     focused, out = _segment(fold, tmp_path, "--no-compile")
     assert focused.exit_code == 0, focused.output
     sidecar = json.loads((tmp_path / "seg.json").read_text())
-    assert sidecar["focus_margin_mm"] == FOCUS_MARGIN_MM and sidecar["compile"] is False
+    assert sidecar["focus_margin_mm"] == FOCUS_MARGIN_MM and sidecar["compiled"] is False
     labels = load_label_nifti(out).array
     full, out = _segment(fold, tmp_path, "--focus-mm", "-1", "--no-compile")
     assert full.exit_code == 0, full.output
@@ -123,7 +123,7 @@ def test_segment_focus_and_compile_options_reach_the_segmenter_and_the_sidecar(f
     result, _ = _segment(fold, tmp_path, "--mode", "parity")
     assert result.exit_code == 0, result.output
     sidecar = json.loads((tmp_path / "seg.json").read_text())
-    assert sidecar["focus_margin_mm"] is None and sidecar["compile"] is False
+    assert sidecar["focus_margin_mm"] is None and sidecar["compiled"] is False
 
 
 @pytest.mark.parametrize(
