@@ -441,6 +441,9 @@ class Segmenter:
         slices = window_slices(padded.shape[2:], self.roi_size, self.overlap)
         crop = [slice(b, b + n) for b, n in zip(before, size, strict=True)]
         blend = _Blend(padded.shape, self.roi_size, self.device)
+        # whether to compile depends on the volume (its whole grid), not on how much of the
+        # grid focusing ends up running: the coarse pass alone may be under the threshold
+        self._network_for(math.ceil(len(slices) * padded.shape[0] / self.sw_batch_size))
         if self.focus_margin is None:
             self._run_windows(padded, slices, [blend], report)
             return blend.result()[(slice(None), slice(None), *crop)]

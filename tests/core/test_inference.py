@@ -21,6 +21,7 @@ from syntumor_core.errors import MaskError, ParameterError
 from syntumor_core.inference import (
     SegmentationResult,
     Segmenter,
+    _coarse_window_indices,
     lesion_table,
     postprocess,
     window_slices,
@@ -314,6 +315,39 @@ def test_by_default_only_large_cpu_runs_compile(small_phantom, unet, monkeypatch
     swin = Segmenter(build_model("swin_unetrv2_tiny"), arch="swin_unetrv2_tiny", **SMALL)
     assert not swin.compile  # measured 1.2x faster for a 5-minute build: not by default
     assert not Segmenter(unet, arch="unet", mode="parity", **SMALL).compile
+
+
+def test_a_large_volume_compiles_before_its_coarse_pass(small_phantom, unet, monkeypatch):
+    """Compiling is decided on the whole grid's passes, not on the focused run's parts (the
+    coarse pass alone may be under the threshold)."""
+    calls = []
+
+    def fake_compile(model, **options):
+        def counted(windows):
+            calls.append(windows.shape[0])
+            return model(windows)
+
+        return counted
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    segmenter = Segmenter(unet, arch="unet", **SMALL)
+    assert segmenter.focus_margin is not None
+    batch = segmenter.preprocess(small_phantom.image).as_tensor()[None]
+    slices = window_slices(batch.shape[2:], (32, 32, 32), 0.75)
+    full_grid = math.ceil(len(slices) / segmenter.sw_batch_size)
+    coarse = math.ceil(len(_coarse_window_indices(slices)) / segmenter.sw_batch_size)
+    assert coarse < full_grid
+    segmenter._compile_from = full_grid  # this volume is just large enough to compile
+    forwards = []
+    original = segmenter._forward
+    monkeypatch.setattr(
+        segmenter,
+        "_forward",
+        lambda w, compiled=False: forwards.append(compiled) or original(w, compiled),
+    )
+    segmenter.sliding_window_logits(batch)
+    assert forwards and all(forwards)  # every pass, the coarse ones first, ran compiled
+    assert len(calls) == len(forwards)
 
 
 @pytest.mark.parametrize(
