@@ -217,7 +217,6 @@ DEMO_MODEL = Path(__file__).resolve().parents[1] / "models" / "demo" / "model.pt
 GRIDS = (
     ("authors' grid, overlap 0.75", 0.75, False, (0.125,)),
     ("overlap 0.6875", 0.6875, False, (0.125, 0.15)),
-    ("overlap 0.65", 0.65, False, (0.125, 0.15)),
     ("overlap 0.625", 0.625, False, (0.125, 0.18)),
     ("every other window of the authors' grid (about overlap 0.5)", 0.75, True, (0.125,)),
 )
