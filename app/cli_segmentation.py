@@ -79,14 +79,10 @@ CompileOption = Annotated[
 
 
 def _speed_options(mode: str, overlap: float, focus_mm: float, compile: bool | None) -> dict:
-    """Segmenter options from the command line (focus and compile are fast mode's)."""
-    options: dict[str, Any] = {"mode": mode, "overlap": overlap}
-    if mode != "parity":
-        options["focus_margin_mm"] = focus_mm if focus_mm >= 0 else None
-        options["compile"] = compile
-    elif compile:
-        options["compile"] = compile  # refused by Segmenter with a message that says why
-    return options
+    """Segmenter options from the command line (parity mode ignores the focus and refuses
+    ``--compile`` with a message that says why)."""
+    focus = focus_mm if focus_mm >= 0 else None
+    return {"mode": mode, "overlap": overlap, "focus_margin_mm": focus, "compile": compile}
 
 
 def register(app: typer.Typer) -> None:
