@@ -275,11 +275,11 @@ def run_trained(args) -> None:
     fixed_after = float(np.median(after))
     for margin in FOCUS_MARGINS_MM:  # fast mode as shipped: the focused authors' grid
         name = f"fast mode: focused authors' grid, margin {margin:g} mm"
-        result, raw, seconds[name], seconds_whole[name], passes = focused_run(
+        result, raw, seconds[name], seconds_whole[name], run = focused_run(
             segmenter, volume, margin
         )
         raws[name, 0.125], labels[name, 0.125] = raw, result
-        counts[name] = ("-", passes)
+        counts[name] = ("-", run)
     plain = build_model("unet")
     plain.load_state_dict(segmenter.model.state_dict())
     parity = Segmenter(plain.eval(), arch="unet", mode="parity", device="cpu")
@@ -329,30 +329,30 @@ def focused_run(segmenter: Segmenter, volume: Volume, margin_mm: float) -> tuple
     that needed a forward pass (counted as :func:`forward_passes` counts them: each varying
     window, one per constant value; fast mode runs them two at a time). The compiled network is
     already built (its build time is added by the caller)."""
-    passes = 0
+    run = 0
     forward = segmenter._forward
 
     def counted(windows: torch.Tensor, compiled: bool = False) -> torch.Tensor:
-        nonlocal passes
-        passes += windows.shape[0]  # before padding a short last batch
+        nonlocal run
+        run += windows.shape[0]  # before padding a short last batch
         return forward(windows, compiled)
 
     segmenter._forward = counted
-    segmenter.focus_margin = math.ceil(margin_mm / min(segmenter.spacing_mm))
+    segmenter.focus_margin_mm = margin_mm
     try:
         started = time.perf_counter()
         preprocessed = segmenter.preprocess(volume)
         windows_started = time.perf_counter()
         logits = segmenter.sliding_window_logits(preprocessed.as_tensor()[None])
-        windows = time.perf_counter() - windows_started
+        window_seconds = time.perf_counter() - windows_started
         raw = segmenter.restore(logits[0], preprocessed)
         del logits
         labels = postprocess(raw)
         seconds = time.perf_counter() - started
     finally:
         del segmenter._forward
-        segmenter.focus_margin = None
-    return labels, raw, windows, seconds, passes
+        segmenter.focus_margin_mm = None
+    return labels, raw, window_seconds, seconds, run
 
 
 def print_row(row: dict) -> None:

@@ -278,9 +278,7 @@ class Segmenter:
                 f"{self.device.type}"
             )
         self.autocast = (not parity and self.device.type == "cuda") if amp is None else amp
-        # the focus margin in mm (None: the full grid everywhere) and in voxels of the grid
-        self.focus_margin_mm: float | None = None
-        self.focus_margin: int | None = None
+        self.focus_margin_mm: float | None = None  # None: the full grid everywhere
         if not parity and focus_margin_mm is not None:
             if isinstance(focus_margin_mm, bool) or not (
                 isinstance(focus_margin_mm, int | float) and 0 <= focus_margin_mm < 1000
@@ -289,7 +287,6 @@ class Segmenter:
                     f"focus_margin_mm must be a distance in mm >= 0 or None, got {focus_margin_mm!r}"
                 )
             self.focus_margin_mm = float(focus_margin_mm)
-            self.focus_margin = math.ceil(focus_margin_mm / min(self.spacing_mm))
         if self.channels_last:
             model = copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
         if not parity:
@@ -394,6 +391,13 @@ class Segmenter:
         return self._compile_from is not None
 
     @property
+    def focus_margin(self) -> int | None:
+        """The focus margin in voxels of the network's grid (None: no focusing)."""
+        if self.focus_margin_mm is None:
+            return None
+        return math.ceil(self.focus_margin_mm / min(self.spacing_mm))
+
+    @property
     def compiled(self) -> bool:
         """Whether the compiled network has been built (runs large enough use it)."""
         return self._compiled is not None
@@ -445,7 +449,8 @@ class Segmenter:
         # whether to compile depends on the volume (its whole grid), not on how much of the
         # grid focusing ends up running: the coarse pass alone may be under the threshold
         self._network_for(math.ceil(len(slices) * padded.shape[0] / self.sw_batch_size))
-        if self.focus_margin is None:
+        margin = self.focus_margin
+        if margin is None:
             self._run_windows(padded, slices, [blend], report)
             return blend.result()[(slice(None), slice(None), *crop)]
         # 1. every other window along each axis: a coarse map of where the organ is
@@ -459,7 +464,7 @@ class Segmenter:
         coarse_logits = coarse.result()
         del coarse
         # 2. the full grid only where a window touches the (dilated) coarse foreground
-        region = _dilated_foreground(coarse_logits, self.focus_margin)
+        region = _dilated_foreground(coarse_logits, margin)
         done = set(coarse_indices)
         fine = [
             i
