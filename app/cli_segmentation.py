@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 COMMAND_NAMES = ("segment", "evaluate")
 DEFAULT_DATA_DIR = Path("var")
-DEFAULT_FOCUS_MM = 16.0  # syntumor_core.inference.FOCUS_MARGIN_MM (not imported: torch is slow)
+DEFAULT_REFINE_MARGIN = 1.0  # syntumor_core.inference.REFINE_MARGIN (not imported: torch is slow)
 METRIC_COLUMNS = ("liver_dice", "liver_nsd", "tumor_dice", "tumor_nsd")
 EMPTY_CASES_NOTE = (
     "A structure absent from both the truth and the prediction of a case scores NaN (as in the "
@@ -58,13 +58,13 @@ OverlapOption = Annotated[
     float, typer.Option("--overlap", help="Sliding-window overlap (0.75: the authors' setting).")
 ]
 
-FocusOption = Annotated[
+RefineOption = Annotated[
     float,
     typer.Option(
-        "--focus-mm",
-        help="Fast mode: after a coarse pass (every other window), the full window grid runs "
-        "only within this many mm of the liver or tumor found; negative: the full grid "
-        "everywhere.",
+        "--refine-margin",
+        help="Fast mode: after a coarse pass (every other window), the other windows run only "
+        "where the coarse labels are in doubt (top two logits closer than this); 0: the coarse "
+        "pass only; negative: the full window grid everywhere.",
     ),
 ]
 CompileOption = Annotated[
@@ -78,11 +78,11 @@ CompileOption = Annotated[
 ]
 
 
-def _speed_options(mode: str, overlap: float, focus_mm: float, compile: bool | None) -> dict:
-    """Segmenter options from the command line (parity mode ignores the focus and refuses
-    ``--compile`` with a message that says why)."""
-    focus = focus_mm if focus_mm >= 0 else None
-    return {"mode": mode, "overlap": overlap, "focus_margin_mm": focus, "compile": compile}
+def _speed_options(mode: str, overlap: float, refine: float, compile: bool | None) -> dict:
+    """Segmenter options from the command line (parity mode ignores the refinement and
+    refuses ``--compile`` with a message that says why)."""
+    margin = refine if refine >= 0 else None
+    return {"mode": mode, "overlap": overlap, "refine_margin": margin, "compile": compile}
 
 
 def register(app: typer.Typer) -> None:
@@ -123,7 +123,7 @@ def _provenance(segmenter: Segmenter, model: str, checkpoint: str) -> dict[str, 
         "arch": segmenter.arch,
         "mode": segmenter.mode,
         "overlap": segmenter.overlap,
-        "focus_margin_mm": segmenter.focus_margin_mm,
+        "refine_margin": segmenter.refine_margin,
         "compiled": segmenter.compiled,  # the network ran through torch.compile
         "roi_size": list(segmenter.roi_size),
         "spacing_mm": list(segmenter.spacing_mm),
@@ -217,7 +217,7 @@ def segment(
     mode: ModeOption = "fast",
     device: DeviceOption = None,
     overlap: OverlapOption = 0.75,
-    focus_mm: FocusOption = DEFAULT_FOCUS_MM,
+    refine_margin: RefineOption = DEFAULT_REFINE_MARGIN,
     compile: CompileOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
@@ -232,7 +232,7 @@ def segment(
         volume = load_volume(image)
         segmenter, checkpoint = _load_segmenter(
             model, arch, data_dir, device=device,
-            **_speed_options(mode, overlap, focus_mm, compile),
+            **_speed_options(mode, overlap, refine_margin, compile),
         )  # fmt: skip
         with progress_bar("segment") as progress:
             result = segmenter.predict(volume, progress=progress)
@@ -382,7 +382,7 @@ def evaluate(
     mode: ModeOption = "fast",
     device: DeviceOption = None,
     overlap: OverlapOption = 0.75,
-    focus_mm: FocusOption = DEFAULT_FOCUS_MM,
+    refine_margin: RefineOption = DEFAULT_REFINE_MARGIN,
     compile: CompileOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
@@ -398,7 +398,7 @@ def evaluate(
         )
         segmenter, checkpoint = _load_segmenter(
             model, arch, data_dir, device=device,
-            **_speed_options(mode, overlap, focus_mm, compile),
+            **_speed_options(mode, overlap, refine_margin, compile),
         )  # fmt: skip
         rows, detection = _score_cases(segmenter, cases, root, out)
         _write_rows(out / "metrics.csv", rows)

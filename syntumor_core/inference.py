@@ -29,21 +29,20 @@ Two modes:
   :data:`COMPILE_MIN_PASSES` forward passes; eager execution when compiling fails, e.g.
   without a C++ compiler); Swin-UNETR's window attention through PyTorch's fused
   ``scaled_dot_product_attention`` (MONAI's ``use_flash_attention``); channels-last memory
-  for the U-Net and float16 autocast on CUDA only; and a *focused*
-  window grid: every other window along each axis runs first (about 1/8 of the grid), and the
-  rest of the grid runs only where a window comes within ``focus_margin_mm`` (16 mm) of the
-  liver or tumor those coarse windows found. A voxel that no skipped window covers has had
-  every window of the full grid, so near the organ the blend is the full one; voxels far from
-  it keep the coarse blend (background there in practice). ``focus_margin_mm=None`` runs the
-  full grid everywhere. A sparser grid is an option, not the default, because it changes
-  the blend: ``overlap=0.5`` (the authors' setting for validation during training) runs about
-  6× fewer windows, ``overlap=0.625`` about 3×. With the trained demo U-Net on a 512×512×200
-  phantom (``benchmarks/inference.py --trained``), overlap 0.625 kept 99.89 % of the final
-  labels of the authors' grid (99.91 % with a Gaussian sigma of 0.18), every other window of
-  the authors' grid (about overlap 0.5) 99.65 %; with a random-init U-Net overlap 0.5 agreed
-  on only ~87 %. On that phantom focusing sends about 2,050 of 2,205 windows through the
-  network (the liver is large next to 96 mm windows); it can save more where most windows
-  lie far from the liver, as on a chest-to-pelvis scan (not measured).
+  for the U-Net and float16 autocast on CUDA only; and a *refined* window grid: every other
+  window along each axis runs first (about 1/8 of the grid), and the rest of the grid runs only
+  where those coarse windows left the labels in doubt: a window runs when its central cube
+  (:data:`REFINE_CORE` of the window each side of its centre, 24 voxels of 96) holds a voxel
+  whose top two blended logits differ by less than ``refine_margin`` (:data:`REFINE_MARGIN`,
+  1 logit). Every window run is blended as in the full grid, so a voxel in doubt gets every
+  window that weighs on it but the far ones (their Gaussian weight is under 14 % of the
+  centre's); a voxel the coarse windows were sure of keeps a blend of fewer windows. A network
+  in doubt everywhere (random weights) refines the whole grid. ``refine_margin=None`` runs the
+  full grid everywhere, the same logits as parity mode up to float rounding. A sparser grid
+  is an option too: ``overlap=0.625`` runs about 3× fewer windows everywhere, and with the
+  trained demo U-Net on a 512×512×200 phantom kept 99.89 % of the final labels, the refined
+  grid more than 99.99 % (``benchmarks/inference.py --trained`` and
+  ``benchmarks/refinement.py``; numbers in ``benchmarks/README.md``).
 
 Example:
     >>> segmenter = Segmenter.from_checkpoint("models/demo/model.pt")  # doctest: +SKIP
@@ -92,7 +91,8 @@ _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 _CUDA_FAST_BATCH = 4
 _CPU_FAST_BATCH = {"unet": 2}  # Swin-UNETR measured no faster with 2 windows a pass on a CPU
 COMPILE_MIN_PASSES = 512  # compiling (9-40 s) pays for itself from about this many passes
-FOCUS_MARGIN_MM = 16.0  # fast mode: full window grid within this distance of the coarse organ
+REFINE_MARGIN = 1.0  # fast mode: refine where the coarse top-two logits differ by less
+REFINE_CORE = 0.25  # ...and a window's central cube (this fraction of it each side) is
 MODEL_CONFIG_FILE = "config.json"  # beside model.pt: what the network was trained on
 
 ProgressCallback = Callable[[float], None]
@@ -207,10 +207,12 @@ class Segmenter:
         hu_window: HU range mapped to [0, 1].
         amp: float16 autocast; default on in fast mode on CUDA, never in parity mode or on
             the CPU.
-        focus_margin_mm: fast mode only: run every other window first, then the full window
-            grid only where a window comes within this many mm of the liver or tumor those
-            coarse windows found; voxels far from them keep the coarse blend. ``None`` runs
-            the full grid everywhere.
+        refine_margin: fast mode only: run every other window first (about 1/8 of the grid),
+            then only the windows whose central cube (:data:`REFINE_CORE` of the window each
+            side of its centre) holds a voxel where the top two blended logits of those
+            coarse windows differ by less than this (logits); all windows run are blended
+            as the full grid would be. ``0`` runs the coarse windows only; ``None`` runs the
+            full grid everywhere (the same logits as parity mode up to float rounding).
         compile: fast mode only: run the network through ``torch.compile`` (frozen weights,
             one static window batch). ``None`` (default) compiles the U-Net on the CPU when a
             run needs at least :data:`COMPILE_MIN_PASSES` forward passes; ``True`` compiles
@@ -234,7 +236,7 @@ class Segmenter:
         spacing_mm: Sequence[float] | float = SPACING_MM,
         hu_window: tuple[float, float] = HU_WINDOW,
         amp: bool | None = None,
-        focus_margin_mm: float | None = FOCUS_MARGIN_MM,
+        refine_margin: float | None = REFINE_MARGIN,
         compile: bool | None = None,
     ) -> None:
         self.arch = _choice("arch", arch, ARCHITECTURES)
@@ -278,15 +280,15 @@ class Segmenter:
                 f"{self.device.type}"
             )
         self.autocast = (not parity and self.device.type == "cuda") if amp is None else amp
-        self.focus_margin_mm: float | None = None  # None: the full grid everywhere
-        if not parity and focus_margin_mm is not None:
-            if isinstance(focus_margin_mm, bool) or not (
-                isinstance(focus_margin_mm, int | float) and 0 <= focus_margin_mm < 1000
+        self.refine_margin: float | None = None  # None: the full grid everywhere
+        if not parity and refine_margin is not None:
+            if isinstance(refine_margin, bool) or not (
+                isinstance(refine_margin, int | float) and 0 <= refine_margin < math.inf
             ):
                 raise ParameterError(
-                    f"focus_margin_mm must be a distance in mm >= 0 or None, got {focus_margin_mm!r}"
+                    f"refine_margin must be a logit margin >= 0 or None, got {refine_margin!r}"
                 )
-            self.focus_margin_mm = float(focus_margin_mm)
+            self.refine_margin = float(refine_margin)
         if self.channels_last:
             model = copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
         if not parity:
@@ -391,11 +393,9 @@ class Segmenter:
         return self._compile_from is not None
 
     @property
-    def focus_margin(self) -> int | None:
-        """The focus margin in voxels of the network's grid (None: no focusing)."""
-        if self.focus_margin_mm is None:
-            return None
-        return math.ceil(self.focus_margin_mm / min(self.spacing_mm))
+    def refine_core(self) -> tuple[int, int, int]:
+        """Half-size in voxels of the central cube of a window that refinement looks at."""
+        return tuple(int(r * REFINE_CORE) for r in self.roi_size)
 
     @property
     def compiled(self) -> bool:
@@ -449,40 +449,30 @@ class Segmenter:
         # whether to compile depends on the volume (its whole grid), not on how much of the
         # grid focusing ends up running: the coarse pass alone may be under the threshold
         self._network_for(math.ceil(len(slices) * padded.shape[0] / self.sw_batch_size))
-        margin = self.focus_margin
-        if margin is None:
+        if self.refine_margin is None:
             self._run_windows(padded, slices, [blend], report)
             return blend.result()[(slice(None), slice(None), *crop)]
-        # 1. every other window along each axis: a coarse map of where the organ is
-        coarse_indices = _coarse_window_indices(slices)
-        coarse = _Blend(padded.shape, self.roi_size, self.device)
-        coarse_windows = [slices[i] for i in coarse_indices]
+        # 1. every other window along each axis: coarse logits everywhere
+        coarse = _coarse_window_indices(slices)
         constant: dict = {}
-        self._run_windows(
-            padded, coarse_windows, [coarse, blend], lambda f: report(0.3 * f), constant
-        )
-        coarse_logits = coarse.result()
-        del coarse
-        # 2. the full grid only where a window touches the (dilated) coarse foreground
-        region = _dilated_foreground(coarse_logits, margin)
-        done = set(coarse_indices)
+        self._run_windows(padded, [slices[i] for i in coarse], [blend], lambda f: report(0.3 * f),
+                          constant)  # fmt: skip
+        # 2. the rest of the grid only where a window's core holds an uncertain voxel
+        uncertain = _uncertain(blend.result(), self.refine_margin)
+        hit = _any_within(uncertain, self.refine_core)
+        done = set(coarse)
+        centre = [r // 2 for r in self.roi_size]
         fine = [
-            i
+            window
             for i, window in enumerate(slices)
-            if i not in done and bool(region[(slice(None), slice(None), *window)].any())
+            if i not in done
+            and hit[tuple(s.start + c for s, c in zip(window, centre, strict=True))]
         ]
-        self._run_windows(
-            padded, [slices[i] for i in fine], [blend], lambda f: report(0.3 + 0.7 * f), constant
-        )
-        done.update(fine)
-        skipped = torch.zeros((1, 1, *padded.shape[2:]), dtype=torch.bool, device=self.device)
-        for i, window in enumerate(slices):
-            if i not in done:
-                skipped[(slice(None), slice(None), *window)] = True
-        # Voxels no skipped window covers got every window of the full grid: the same blend
-        # as without focusing. The rest (far from any foreground) keep the coarse logits.
-        logits = torch.where(skipped, coarse_logits, blend.result())
-        return logits[(slice(None), slice(None), *crop)]
+        del uncertain, hit
+        self._run_windows(padded, fine, [blend], lambda f: report(0.3 + 0.7 * f), constant)
+        # Every window run is blended as in the full grid: where all windows covering a voxel
+        # ran, its logits are the full grid's; elsewhere a weighted mean of fewer windows.
+        return blend.result()[(slice(None), slice(None), *crop)]
 
     def _run_windows(
         self,
@@ -705,17 +695,24 @@ def _coarse_window_indices(slices: list) -> list[int]:
     ]
 
 
-def _dilated_foreground(logits: torch.Tensor, margin: int) -> torch.Tensor:
-    """Voxels within ``margin`` voxels (a cube) of any non-background argmax, any image."""
-    # argmax > 0 (ties go to the first class, as argmax): much faster than argmax on a CPU
-    best_other = logits[:, 1:].amax(dim=1, keepdim=True)
-    foreground = (best_other > logits[:, :1]).any(dim=0, keepdim=True)
-    if margin > 0:  # a cube is separable: scipy runs three O(N) 1-D maximum filters
-        grown = ndimage.maximum_filter(
-            foreground[0, 0].cpu().numpy().view(np.uint8), size=2 * margin + 1, mode="constant"
-        )
-        foreground = torch.from_numpy(grown.astype(bool))[None, None].to(logits.device)
-    return foreground
+def _uncertain(logits: torch.Tensor, margin: float) -> np.ndarray:
+    """Voxels ``(X, Y, Z)`` where, in any image, the top two logits differ by less than
+    ``margin``. One pass a class (no sort): light on memory for a whole CT."""
+    first = logits[:, 0].clone()
+    second = torch.full_like(first, -math.inf)
+    for index in range(1, logits.shape[1]):
+        value = logits[:, index]
+        second = torch.maximum(second, torch.minimum(first, value))
+        first = torch.maximum(first, value)
+    return ((first - second) < margin).any(dim=0).cpu().numpy()
+
+
+def _any_within(mask: np.ndarray, reach: Sequence[int]) -> np.ndarray:
+    """Voxels with a ``mask`` voxel within ``reach[axis]`` voxels along every axis (a box).
+
+    A box is separable: scipy runs one O(N) 1-D maximum filter an axis."""
+    size = [2 * r + 1 for r in reach]
+    return ndimage.maximum_filter(mask.view(np.uint8), size=size, mode="constant").view(bool)
 
 
 def _check_label_map(labels: np.ndarray, name: str = "labels") -> np.ndarray:

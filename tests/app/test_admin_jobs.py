@@ -28,7 +28,7 @@ from tests.app.admin_support import (
 )
 
 TRAIN_TIMEOUT_S = 500  # 20 tiny steps: ~1 min on an idle 2-core CPU, several on a busy one
-# Parity mode: fast mode's focus step dilates with a 33³ max-pool that takes minutes on a CPU.
+# Parity mode: the plainest path (no coarse pass, never compiled); these tests are about jobs.
 MODE = "parity"
 
 

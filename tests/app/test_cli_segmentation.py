@@ -14,7 +14,7 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.cli_segmentation import DEFAULT_FOCUS_MM, register
+from app.cli_segmentation import DEFAULT_REFINE_MARGIN, register
 from syntumor_core.checkpoints import save_checkpoint
 from syntumor_core.metrics import evaluate_case
 from syntumor_core.models import build_model
@@ -105,32 +105,32 @@ def test_segment_writes_csv_lesions_in_parity_mode(fold, tmp_path):
     assert json.loads((tmp_path / "seg.json").read_text())["mode"] == "parity"
 
 
-def test_segment_focus_and_compile_options_reach_the_segmenter_and_the_sidecar(fold, tmp_path):
-    from syntumor_core.inference import FOCUS_MARGIN_MM
+def test_segment_refine_and_compile_options_reach_the_segmenter_and_the_sidecar(fold, tmp_path):
+    from syntumor_core.inference import REFINE_MARGIN
 
-    assert DEFAULT_FOCUS_MM == FOCUS_MARGIN_MM
-    focused, out = _segment(fold, tmp_path, "--no-compile")
-    assert focused.exit_code == 0, focused.output
+    assert DEFAULT_REFINE_MARGIN == REFINE_MARGIN
+    refined, out = _segment(fold, tmp_path, "--no-compile")
+    assert refined.exit_code == 0, refined.output
     sidecar = json.loads((tmp_path / "seg.json").read_text())
-    assert sidecar["focus_margin_mm"] == FOCUS_MARGIN_MM and sidecar["compiled"] is False
+    assert sidecar["refine_margin"] == REFINE_MARGIN and sidecar["compiled"] is False
     labels = load_label_nifti(out).array
-    full, out = _segment(fold, tmp_path, "--focus-mm", "-1", "--no-compile")
+    full, out = _segment(fold, tmp_path, "--refine-margin", "-1", "--no-compile")
     assert full.exit_code == 0, full.output
     sidecar = json.loads((tmp_path / "seg.json").read_text())
-    assert sidecar["focus_margin_mm"] is None
-    # a random U-Net's "liver" is everywhere, so focusing refines the whole grid: same labels
+    assert sidecar["refine_margin"] is None
+    # a random U-Net is in doubt everywhere, so every window is refined: the same labels
     assert np.array_equal(load_label_nifti(out).array, labels)
     result, _ = _segment(fold, tmp_path, "--mode", "parity")
     assert result.exit_code == 0, result.output
     sidecar = json.loads((tmp_path / "seg.json").read_text())
-    assert sidecar["focus_margin_mm"] is None and sidecar["compiled"] is False
+    assert sidecar["refine_margin"] is None and sidecar["compiled"] is False
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--mode", "slow"], "mode must be one of fast, parity"),
-        (["--focus-mm", "5000"], "focus_margin_mm must be a distance in mm"),
+        (["--refine-margin", "inf"], "refine_margin must be a logit margin"),
         (["--mode", "parity", "--compile"], "compile needs fast mode"),
         (["--lesions", "table.txt"], "--lesions must end in .json or .csv"),
         (["--arch", "unte"], "unte"),

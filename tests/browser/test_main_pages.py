@@ -171,9 +171,8 @@ def test_segment_shows_progress_then_overlay_and_lesions(page, web_server, resea
     canvas = page.locator("#tile-main canvas")
     before = wait_for_render(canvas)
     expect(page.locator("#segment-model")).to_have_value("demo")
-    # Parity mode (MONAI's sliding window): on a CPU the focused fast mode of the current
-    # inference code spends minutes dilating its coarse map (max_pool3d), parity does not.
-    # No overlap: 4× fewer windows than the default 0.5 (the test is about the page).
+    # Parity mode (MONAI's sliding window, the plainest path) and no overlap: 4× fewer
+    # windows than the default 0.5 (the test is about the page, not the speed).
     page.select_option("#segment-mode", "parity")
     page.fill("#segment-overlap", "0")
     page.evaluate(
