@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 COMMAND_NAMES = ("segment", "evaluate")
 DEFAULT_DATA_DIR = Path("var")
-DEFAULT_REFINE_MARGIN = 1.0  # syntumor_core.inference.REFINE_MARGIN (not imported: torch is slow)
+DEFAULT_REFINE_MARGIN = 0.5  # syntumor_core.inference.REFINE_MARGIN (not imported: torch is slow)
 METRIC_COLUMNS = ("liver_dice", "liver_nsd", "tumor_dice", "tumor_nsd")
 EMPTY_CASES_NOTE = (
     "A structure absent from both the truth and the prediction of a case scores NaN (as in the "

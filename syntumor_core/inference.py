@@ -34,7 +34,7 @@ Two modes:
   where those coarse windows left the labels in doubt: a window runs when its central cube
   (:data:`REFINE_CORE` of the window each side of its centre, 24 voxels of 96) holds a voxel
   whose top two blended logits differ by less than ``refine_margin`` (:data:`REFINE_MARGIN`,
-  1 logit). Every window run is blended as in the full grid, so a voxel in doubt gets every
+  0.5 logit). Every window run is blended as in the full grid, so a voxel in doubt gets every
   window that weighs on it but the far ones (their Gaussian weight is under 14 % of the
   centre's); a voxel the coarse windows were sure of keeps a blend of fewer windows. A network
   in doubt everywhere (random weights) refines the whole grid. ``refine_margin=None`` runs the
@@ -91,8 +91,8 @@ _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 _CUDA_FAST_BATCH = 4
 _CPU_FAST_BATCH = {"unet": 2}  # Swin-UNETR measured no faster with 2 windows a pass on a CPU
 COMPILE_MIN_PASSES = 512  # compiling (9-40 s) pays for itself from about this many passes
-REFINE_MARGIN = 1.0  # fast mode: refine where the coarse top-two logits differ by less
-REFINE_CORE = 0.25  # ...and a window's central cube (this fraction of it each side) is
+REFINE_MARGIN = 0.5  # fast mode: a voxel whose coarse top-two logits differ by less is in doubt
+REFINE_CORE = 0.25  # a window runs when its central cube (this fraction each side) holds one
 MODEL_CONFIG_FILE = "config.json"  # beside model.pt: what the network was trained on
 
 ProgressCallback = Callable[[float], None]
@@ -447,7 +447,7 @@ class Segmenter:
         crop = [slice(b, b + n) for b, n in zip(before, size, strict=True)]
         blend = _Blend(padded.shape, self.roi_size, self.device)
         # whether to compile depends on the volume (its whole grid), not on how much of the
-        # grid focusing ends up running: the coarse pass alone may be under the threshold
+        # grid the refinement ends up running: the coarse pass alone may be under the threshold
         self._network_for(math.ceil(len(slices) * padded.shape[0] / self.sw_batch_size))
         if self.refine_margin is None:
             self._run_windows(padded, slices, [blend], report)
