@@ -323,14 +323,14 @@ def run_trained(args) -> None:
 REFINE_MARGINS = (REFINE_MARGIN, 1.0, 2.0)
 
 
-def refined_run(segmenter: Segmenter, volume: Volume, margin: float) -> tuple:
+def refined_run(segmenter: Segmenter, volume: Volume, margin: float | None) -> tuple:
     """Fast mode as shipped (every other window, then the windows whose core holds a voxel
     where the coarse labels are in doubt by less than ``margin`` logits) on the whole pipeline
     but the lesion table: final labels, the argmax before post-processing, seconds of the
     windows and of the whole, and the windows that needed a forward pass (counted as
     :func:`forward_passes` counts them: each varying window, one per constant value; fast
-    mode runs them two at a time). The compiled network is already built (its build time is
-    added by the caller)."""
+    mode runs them two at a time). ``margin=None`` runs the full grid. The compiled network is
+    already built (its build time is added by the caller)."""
     run = 0
     forward = segmenter._forward
 

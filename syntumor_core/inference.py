@@ -455,8 +455,8 @@ class Segmenter:
         # 1. every other window along each axis: coarse logits everywhere
         coarse = _coarse_window_indices(slices)
         constant: dict = {}
-        self._run_windows(padded, [slices[i] for i in coarse], [blend], lambda f: report(0.3 * f),
-                          constant)  # fmt: skip
+        coarse_windows = [slices[i] for i in coarse]
+        self._run_windows(padded, coarse_windows, [blend], lambda f: report(0.3 * f), constant)
         # 2. the rest of the grid only where a window's core holds an uncertain voxel
         uncertain = _uncertain(blend.result(), self.refine_margin)
         hit = _any_within(uncertain, self.refine_core)
