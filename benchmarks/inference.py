@@ -37,6 +37,7 @@ import argparse
 import math
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,7 @@ from syntumor_core.inference import (
     postprocess,
     window_slices,
 )
+from syntumor_core.metrics import dice
 from syntumor_core.models import build_model
 from syntumor_core.phantom import make_phantom
 from syntumor_core.synthesis import synthesize
@@ -276,11 +278,10 @@ def run_trained(args) -> None:
     fixed_after = float(np.median(after))
     for margin in REFINE_MARGINS:  # fast mode as shipped: coarse pass, then refinement
         name = f"fast mode: coarse windows, then the grid where in doubt (margin {margin:g})"
-        result, raw, seconds[name], seconds_whole[name], run = refined_run(
-            segmenter, volume, margin
-        )
-        raws[name, 0.125], labels[name, 0.125] = raw, result
-        counts[name] = ("-", run)
+        run = refined_run(segmenter, volume, margin)
+        raws[name, 0.125], labels[name, 0.125] = run.raw, run.labels
+        seconds[name], seconds_whole[name] = run.window_seconds, run.seconds
+        counts[name] = ("-", run.windows_run)
     plain = build_model("unet")
     plain.load_state_dict(segmenter.model.state_dict())
     parity = Segmenter(plain.eval(), arch="unet", mode="parity", device="cpu")
@@ -289,7 +290,6 @@ def run_trained(args) -> None:
     direct = len(authors_grid) * network_seconds_per_window(parity, samples)[0]
     reference = labels[GRIDS[0][0], 0.125]
     raw_reference = raws[GRIDS[0][0], 0.125]
-    liver_reference = reference >= 1
     print(f"\ndemo U-Net (trained weights), volume with {int((tumors.label == 2).sum()):,} "
           f"synthetic tumor voxels; pipeline outside the windows {fixed + fixed_after:.0f} s "
           f"(of which building the compiled network {build:.0f} s); "
@@ -307,15 +307,10 @@ def run_trained(args) -> None:
         regions, count = ndimage.label(result != reference)
         largest = int(np.bincount(regions.ravel())[1:].max()) if count else 0
         del regions
-        liver = result >= 1
-        dice = (
-            2
-            * np.count_nonzero(liver & liver_reference)
-            / max(np.count_nonzero(liver) + np.count_nonzero(liver_reference), 1)
-        )
+        liver = dice(result >= 1, reference >= 1, empty_value=1.0)
         print(f"| {name} | {sigma} | {counts[name][0]} | {counts[name][1]} | {seconds[name]:.0f} | "
               f"{total:.0f} | {direct / total:.2f}× | {100 * raw_agree:.4f} % | "
-              f"{100 * agree:.4f} % | {largest:,} | {dice:.4f} |",
+              f"{100 * agree:.4f} % | {largest:,} | {liver:.4f} |",
               flush=True)  # fmt: skip
 
 
@@ -323,14 +318,22 @@ def run_trained(args) -> None:
 REFINE_MARGINS = (REFINE_MARGIN, 1.0, 2.0)
 
 
-def refined_run(segmenter: Segmenter, volume: Volume, margin: float | None) -> tuple:
+@dataclass
+class RefinedRun:
+    labels: np.ndarray  # final labels on the input's grid
+    raw: np.ndarray  # the argmax there before post-processing
+    window_seconds: float  # the sliding-window step
+    seconds: float  # the whole pipeline but the lesion table
+    windows_run: int  # windows through the network (as :func:`forward_passes` counts them)
+    grid_windows: int  # windows in the full grid
+
+
+def refined_run(segmenter: Segmenter, volume: Volume, margin: float | None) -> RefinedRun:
     """Fast mode as shipped (every other window, then the windows whose core holds a voxel
     where the coarse labels are in doubt by less than ``margin`` logits) on the whole pipeline
-    but the lesion table: final labels, the argmax before post-processing, seconds of the
-    windows and of the whole, and the windows that needed a forward pass (counted as
-    :func:`forward_passes` counts them: each varying window, one per constant value; fast
-    mode runs them two at a time). ``margin=None`` runs the full grid. The compiled network is
-    already built (its build time is added by the caller)."""
+    but the lesion table. Windows run count each varying window and one per constant value
+    (fast mode runs them two at a time). ``margin=None`` runs the full grid. The compiled
+    network is already built (its build time is added by the caller)."""
     run = 0
     forward = segmenter._forward
 
@@ -354,7 +357,9 @@ def refined_run(segmenter: Segmenter, volume: Volume, margin: float | None) -> t
     finally:
         del segmenter._forward
         segmenter.refine_margin = None
-    return labels, raw, window_seconds, seconds, run
+    padded = [max(n, r) for n, r in zip(preprocessed.shape[1:], segmenter.roi_size, strict=True)]
+    grid = len(window_slices(padded, segmenter.roi_size, segmenter.overlap))
+    return RefinedRun(labels, raw, window_seconds, seconds, run, grid)
 
 
 def print_row(row: dict) -> None:

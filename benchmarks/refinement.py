@@ -28,7 +28,8 @@ import torch
 from inference import DEMO_MODEL, SHAPE, SPACING, refined_run
 from scipy import ndimage
 
-from syntumor_core.inference import COMPILE_MIN_PASSES, REFINE_MARGIN, Segmenter, window_slices
+from syntumor_core.inference import COMPILE_MIN_PASSES, REFINE_MARGIN, Segmenter
+from syntumor_core.metrics import dice
 from syntumor_core.phantom import make_phantom
 from syntumor_core.synthesis import synthesize
 from syntumor_core.volume import Volume
@@ -56,23 +57,15 @@ def tumor_lesions(labels: np.ndarray) -> int:
 
 
 def compare(segmenter: Segmenter, name: str, volume: Volume) -> str:
-    full, full_raw, _, full_seconds, full_run = refined_run(segmenter, volume, None)
-    got, raw, _, seconds, run = refined_run(segmenter, volume, REFINE_MARGIN)
-    batch_shape = segmenter.preprocess(volume).shape[1:]
-    grid = len(window_slices([max(n, r) for n, r in zip(batch_shape, segmenter.roi_size,
-                                                         strict=True)],
-                             segmenter.roi_size, segmenter.overlap))  # fmt: skip
-    liver, liver_full = got >= 1, full >= 1
-    dice = (
-        2
-        * np.count_nonzero(liver & liver_full)
-        / max(np.count_nonzero(liver) + np.count_nonzero(liver_full), 1)
-    )
+    full = refined_run(segmenter, volume, None)
+    refined = refined_run(segmenter, volume, REFINE_MARGIN)
+    liver = dice(refined.labels >= 1, full.labels >= 1, empty_value=1.0)
     return (
-        f"| {name} | {volume.shape} | {grid} | {full_run} | {run} | {full_seconds:.0f} | "
-        f"{seconds:.0f} | {full_seconds / seconds:.2f}× | "
-        f"{100 * np.mean(raw == full_raw):.4f} % | {100 * np.mean(got == full):.4f} % | "
-        f"{dice:.4f} | {tumor_lesions(full)} / {tumor_lesions(got)} |"
+        f"| {name} | {volume.shape} | {full.grid_windows} | {full.windows_run} | "
+        f"{refined.windows_run} | {full.seconds:.0f} | {refined.seconds:.0f} | "
+        f"{full.seconds / refined.seconds:.2f}× | {100 * np.mean(refined.raw == full.raw):.4f} % | "
+        f"{100 * np.mean(refined.labels == full.labels):.4f} % | {liver:.4f} | "
+        f"{tumor_lesions(full.labels)} / {tumor_lesions(refined.labels)} |"
     )
 
 
@@ -87,15 +80,15 @@ def main() -> None:
     segmenter = Segmenter.from_checkpoint(DEMO_MODEL, device="cpu", refine_margin=None)
     print(f"demo U-Net, refine_margin {REFINE_MARGIN:g} vs the full grid; torch "
           f"{torch.__version__}, {torch.get_num_threads()} CPU threads")  # fmt: skip
-    print("| case | shape | windows in the grid | windows run, full | windows run, refined | "
-          "s full | s refined | speed-up | argmax agrees (before post-processing) | "
-          "labels agree | liver Dice | tumor lesions full / refined |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     if segmenter._network_for(COMPILE_MIN_PASSES) is not None:  # build it outside the rows
         started = time.perf_counter()
         with torch.inference_mode():
             segmenter._forward(torch.zeros(segmenter.sw_batch_size, 1, *segmenter.roi_size), True)
         print(f"(compiled network built in {time.perf_counter() - started:.0f} s)")
+    print("| case | shape | windows in the grid | windows run, full | windows run, refined | "
+          "s full | s refined | speed-up | argmax agrees (before post-processing) | "
+          "labels agree | liver Dice | tumor lesions full / refined |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, volume in cases(args):
         print(compare(segmenter, name, volume), flush=True)
 
