@@ -107,6 +107,9 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         upgrade_database(url)
+        cleaned = storage.clean_tmp_at_start()
+        if cleaned:
+            logger.info("removed %d partial upload(s) left in tmp/ by an earlier run", cleaned)
         worker = None
         if run_worker:
             from app import handlers  # noqa: F401  (registers the job kinds)

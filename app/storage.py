@@ -38,6 +38,7 @@ MAX_SPACING_MM = 20.0
 MIN_AXIS = 8
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 STALE_TMP_S = 24 * 3600.0
+TMP_PREFIX = "upload-"
 MAX_DICOM_BYTES = 2 * 1024**3  # the most a DICOM zip may unpack to (it is read in memory)
 
 
@@ -113,7 +114,11 @@ class Storage:
         return folder
 
     def new_temp_path(self, suffix: str) -> Path:
-        handle, name = tempfile.mkstemp(prefix="upload-", suffix=suffix, dir=self.tmp_dir)
+        """A new empty file under ``tmp/``, named after this process (see
+        :meth:`clean_tmp_at_start`)."""
+        handle, name = tempfile.mkstemp(
+            prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=suffix, dir=self.tmp_dir
+        )
         os.close(handle)
         return Path(name)
 
@@ -263,6 +268,47 @@ class Storage:
             except FileNotFoundError:
                 pass
         return removed
+
+    def clean_tmp_at_start(self) -> int:
+        """Remove what earlier server processes left in ``tmp/`` (a crash mid-upload); returns
+        how many files went.
+
+        Called once when the server starts. A file named after a process that is still running
+        (another server over the same data folder) is kept; one named after this process's id
+        is an earlier life's (a restarted container reuses its pid), as is any other file.
+        """
+        removed = 0
+        for path in self.tmp_dir.iterdir():
+            writer = _writer_pid(path.name)
+            if writer is not None and writer != os.getpid() and _process_alive(writer):
+                continue
+            try:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
+
+def _writer_pid(file_name: str) -> int | None:
+    """The process id in a temporary file's name (``upload-<pid>-…``), if there is one."""
+    match = re.match(rf"{TMP_PREFIX}(\d+)-", file_name)
+    return int(match.group(1)) if match else None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except OverflowError:
+        return False
+    return True
 
 
 def _sha256(path: Path) -> str:

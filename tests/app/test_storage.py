@@ -138,3 +138,21 @@ def test_leftover_uploads_of_a_killed_process_are_swept(tmp_path):
     os.utime(old, (0, 0))
     assert storage.sweep_tmp() == 1
     assert not old.exists() and new.exists()
+
+
+def test_partial_uploads_are_cleaned_at_start_unless_a_live_process_writes_them(tmp_path):
+    import subprocess
+    import sys
+
+    storage = Storage(tmp_path / "data")
+    mine = storage.new_temp_path(".upload")  # this pid: an earlier life's, at start-up
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    crashed = storage.tmp_dir / f"upload-{dead}-abc.upload"
+    legacy = storage.tmp_dir / "upload-x1y2.upload"
+    live = storage.tmp_dir / f"upload-{os.getppid()}-def.upload"  # a running process's
+    for path in (crashed, legacy, live):
+        path.write_bytes(b"partial")
+    assert mine.name.startswith(f"upload-{os.getpid()}-")
+    assert storage.clean_tmp_at_start() == 3
+    assert sorted(storage.tmp_dir.iterdir()) == [live]
