@@ -7,7 +7,6 @@ request row. Loaded segmenters stay in the worker's cache between jobs.
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import logging
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from app.exports import SafeWriter
 from app.models import Segmentation, Synthesis, Volume
 from app.services.volumes import store_core_volume
 from app.worker import JobContext, JobFailed, job_handler
@@ -72,7 +72,7 @@ def write_lesion_files(folder, lesions: list[dict[str, Any]], provenance: dict) 
         json.dumps({**provenance, "lesions": lesions}, indent=1), encoding="utf-8"
     )
     with (folder / "lesions.csv").open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
+        writer = SafeWriter(stream)
         writer.writerow(LESION_COLUMNS)
         for row in lesions:
             x, y, z = row["centroid_mm"]

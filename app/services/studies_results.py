@@ -8,7 +8,6 @@ intervals draw from the study's recorded seed, so the same answers give the same
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import statistics as pystats
@@ -18,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.exports import SafeDictWriter
 from app.models_studies import Study, StudyAnswer, StudyArm, StudyCase, StudyReader, StudyReading
 from syntumor_core import reader_study as rs
 from syntumor_core.errors import ParameterError
@@ -227,7 +227,7 @@ def design_summary(study: Study) -> dict[str, Any]:
 
 def answers_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=ANSWER_COLUMNS, extrasaction="ignore")
+    writer = SafeDictWriter(out, fieldnames=ANSWER_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
@@ -244,7 +244,7 @@ def mrmc_csv(study: Study, rows: list[dict[str, Any]], style: str = "long") -> s
         return ""
     table = rs.mrmc_rows(answers, positive=study.positive_class, modality="syntumor", style=style)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(table[0]))
+    writer = SafeDictWriter(out, fieldnames=list(table[0]))
     writer.writeheader()
     writer.writerows(table)
     return out.getvalue()
