@@ -4,6 +4,20 @@
 (see :mod:`syntumor_core.realism.lesion_stats`).
 """
 
-from syntumor_core.realism.lesion_stats import LesionStats, lesion_components, measure_lesions
+from syntumor_core.realism.lesion_stats import (
+    LesionCrop,
+    LesionStats,
+    crop_lesions,
+    lesion_components,
+    lesion_stats,
+    measure_lesions,
+)
 
-__all__ = ["LesionStats", "lesion_components", "measure_lesions"]
+__all__ = [
+    "LesionCrop",
+    "LesionStats",
+    "crop_lesions",
+    "lesion_components",
+    "lesion_stats",
+    "measure_lesions",
+]

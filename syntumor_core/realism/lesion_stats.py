@@ -40,7 +40,16 @@ from scipy import ndimage
 
 from syntumor_core.errors import MaskError, ParameterError, VolumeError
 
-__all__ = ["LesionStats", "RING_ITERATIONS", "measure_lesions", "lesion_components"]
+__all__ = [
+    "RING_ITERATIONS",
+    "LesionCrop",
+    "LesionStats",
+    "crop_lesions",
+    "lesion_components",
+    "lesion_stats",
+    "measure_lesions",
+    "surface_shape",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +160,90 @@ def _roughness(mask: np.ndarray, vertices: np.ndarray, spacing) -> float:
     return float(radii.std() / radii.mean())
 
 
+@dataclass(frozen=True, eq=False)
+class LesionCrop:
+    """One lesion cut out of its scan: the box around it grown by the ring width + 1 voxel.
+
+    Attributes:
+        image: the HU values in the box (float32).
+        lesion: the lesion's voxels in the box.
+        organ: the organ parenchyma (``label == organ_value``) in the box.
+        spacing: voxel size in mm per axis.
+        offset: the box's first voxel in the scan's indices.
+    """
+
+    image: np.ndarray
+    lesion: np.ndarray
+    organ: np.ndarray
+    spacing: tuple[float, float, float]
+    offset: tuple[int, int, int]
+
+
+def lesion_stats(crop: LesionCrop) -> LesionStats:
+    """The statistics of one cut-out lesion (the crop must hold the whole ring)."""
+    values = crop.image[crop.lesion].astype(np.float64)
+    grown = ndimage.binary_dilation(
+        crop.lesion, structure=_FACE_NEIGHBOURS, iterations=RING_ITERATIONS
+    )
+    ring = grown & crop.organ & ~crop.lesion
+    ring_voxels = int(np.count_nonzero(ring))
+    mean_hu = float(values.mean())
+    contrast = float(crop.image[ring].mean(dtype=np.float64) - mean_hu) if ring_voxels else np.nan
+    sphericity, roughness = surface_shape(crop.lesion, crop.spacing)
+    centroid = np.argwhere(crop.lesion).mean(axis=0) + np.asarray(crop.offset, dtype=float)
+    voxels = int(values.size)
+    return LesionStats(
+        voxels=voxels,
+        volume_ml=voxels * float(np.prod(crop.spacing)) / 1000.0,
+        mean_hu=mean_hu,
+        contrast_hu=contrast,
+        ring_voxels=ring_voxels,
+        sphericity=sphericity,
+        roughness=roughness,
+        centroid=tuple(float(c) for c in centroid),  # type: ignore[arg-type]
+    )
+
+
+def crop_lesions(
+    image: np.ndarray,
+    label: np.ndarray,
+    *,
+    spacing,
+    organ_value: int = 1,
+    tumor_value: int = 2,
+    min_voxels: int = 0,
+) -> list[LesionCrop]:
+    """Cut every lesion of ``label`` with at least ``min_voxels`` voxels out of ``image``.
+
+    Largest first; arguments as for :func:`measure_lesions`.
+    """
+    image = np.asarray(image)
+    label = np.asarray(label)
+    if image.ndim != 3 or image.shape != label.shape:
+        raise VolumeError(
+            f"image and label must be 3-D of one shape, got {image.shape} and {label.shape}"
+        )
+    if organ_value == tumor_value:
+        raise MaskError(f"`organ_value` and `tumor_value` must differ, both are {organ_value}")
+    if min_voxels < 0:
+        raise ParameterError(f"`min_voxels` must be ≥ 0, got {min_voxels}")
+    spacing = _spacing3(spacing)
+    components, lesions = lesion_components(label, tumor_value=tumor_value, min_voxels=min_voxels)
+    crops = []
+    for index, box, _ in lesions:
+        box = _padded(box, RING_ITERATIONS + 1, label.shape)
+        crops.append(
+            LesionCrop(
+                image=image[box].astype(np.float32),
+                lesion=components[box] == index,
+                organ=label[box] == organ_value,
+                spacing=spacing,
+                offset=tuple(s.start for s in box),  # type: ignore[arg-type]
+            )
+        )
+    return crops
+
+
 def measure_lesions(
     image: np.ndarray,
     label: np.ndarray,
@@ -173,47 +266,14 @@ def measure_lesions(
     Returns:
         One :class:`LesionStats` per lesion with at least ``min_voxels`` voxels, largest first.
     """
-    image = np.asarray(image)
-    label = np.asarray(label)
-    if image.ndim != 3 or image.shape != label.shape:
-        raise VolumeError(
-            f"image and label must be 3-D of one shape, got {image.shape} and {label.shape}"
-        )
-    if organ_value == tumor_value:
-        raise MaskError(f"`organ_value` and `tumor_value` must differ, both are {organ_value}")
-    if min_voxels < 0:
-        raise ParameterError(f"`min_voxels` must be ≥ 0, got {min_voxels}")
-    spacing = _spacing3(spacing)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    components, lesions = lesion_components(label, tumor_value=tumor_value, min_voxels=min_voxels)
-    stats = []
-    for index, box, voxels in lesions:
-        box = _padded(box, RING_ITERATIONS + 1, label.shape)
-        lesion = components[box] == index
-        values = image[box][lesion].astype(np.float64)
-        grown = ndimage.binary_dilation(
-            lesion, structure=_FACE_NEIGHBOURS, iterations=RING_ITERATIONS
-        )
-        ring = grown & (label[box] == organ_value)
-        ring_voxels = int(np.count_nonzero(ring))
-        mean_hu = float(values.mean())
-        contrast = (
-            float(image[box][ring].mean(dtype=np.float64) - mean_hu) if ring_voxels else np.nan
-        )
-        sphericity, roughness = surface_shape(lesion, spacing)
-        offset = np.array([s.start for s in box], dtype=float)
-        centroid = tuple(float(c) for c in np.argwhere(lesion).mean(axis=0) + offset)
-        stats.append(
-            LesionStats(
-                voxels=voxels,
-                volume_ml=voxels * voxel_ml,
-                mean_hu=mean_hu,
-                contrast_hu=contrast,
-                ring_voxels=ring_voxels,
-                sphericity=sphericity,
-                roughness=roughness,
-                centroid=centroid,  # type: ignore[arg-type]
-            )
-        )
+    crops = crop_lesions(
+        image,
+        label,
+        spacing=spacing,
+        organ_value=organ_value,
+        tumor_value=tumor_value,
+        min_voxels=min_voxels,
+    )
+    stats = [lesion_stats(crop) for crop in crops]
     logger.debug("measured %d lesions", len(stats))
     return stats
