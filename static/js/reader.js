@@ -1,8 +1,14 @@
-// The reader's case viewer: NiiVue multiplanar + 3-D, CT windows, answers by keyboard or mouse.
+// The reader's case viewer: NiiVue 2×2 multiplanar (or one plane, or 3-D), CT windows, a slice
+// slider, answers by mouse, keyboard or both.
 //
 // The page is the same for every case; the case is the last part of the URL (an opaque
 // per-reader token). Everything comes from /api/v1/reader, which knows only this reader.
 // Time on a case counts while the page is visible and is sent with the answer.
+//
+// Between cases nothing is rebuilt: one Niivue instance (one GL context) shows every case, and
+// the next case's image is fetched while the reader reads the current one, so Submit shows the
+// next case as soon as its answer is stored. performance marks "reader:submit" and
+// "reader:drawn" let a benchmark time that (benchmarks/reader_latency.py).
 
 import { Niivue } from "/vendor/niivue/index.js";
 
@@ -14,22 +20,34 @@ const WINDOWS = {
   lung: [-1350, 150], // W 1500, L -600
 };
 const WINDOW_ORDER = ["liver", "abdomen", "bone", "lung"];
-// [slice type, show 3-D in the multiplanar layout]: NiiVue's SLICE_TYPE and SHOW_RENDER values.
-const VIEWS = [[3, 1], [0, 0], [1, 0], [2, 0], [4, 0]];
+// NiiVue's SLICE_TYPE (axial 0, coronal 1, sagittal 2, multiplanar 3, render 4), whether the
+// multiplanar view shows the 3-D render, and the RAS axis the slice slider moves.
+const VIEWS = [
+  { sliceType: 3, render: 1, axis: 2, plane: "Axial" },
+  { sliceType: 0, render: 0, axis: 2, plane: "Axial" },
+  { sliceType: 1, render: 0, axis: 1, plane: "Coronal" },
+  { sliceType: 2, render: 0, axis: 0, plane: "Sagittal" },
+  { sliceType: 4, render: 0, axis: null, plane: "3-D" },
+];
+const MULTIPLANAR_GRID = 2; // NiiVue's MULTIPLANAR_TYPE.GRID: a 2×2 layout
 const RETRIES = 3;
 
-const layout = document.querySelector(".reader-layout");
+const layout = document.getElementById("reader");
 const settings = {
-  answers: layout.dataset.answers.split(","),
-  confidence: layout.dataset.confidence === "yes",
-  click: layout.dataset.click === "yes",
+  answers: layout.dataset.studyAnswers.split(","),
+  confidence: layout.dataset.studyConfidence === "yes",
+  click: layout.dataset.studyClick === "yes",
+  features: [],
+  comment: false,
 };
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const $ = (selector) => document.querySelector(selector);
+const $$ = (selector) => [...document.querySelectorAll(selector)];
 
 const state = {
-  token: null, view: null, answer: null, confidence: null, click: null,
+  token: null, view: null, answer: null, confidence: null, click: null, features: new Set(),
   windowName: "liver", viewIndex: 0, visibleMs: 0, visibleSince: null, busy: false, pending: null,
+  feedback: null, prefetched: null, prefsKey: "syntumor.reader.view",
 };
 
 const nv = new Niivue({
@@ -44,6 +62,9 @@ const nv = new Niivue({
   crosshairWidth: 0.4,
   crosshairGap: 12, // keep the lesion under the crosshair visible
   crosshairColor: [1, 0.45, 0.2, 0.8],
+  multiplanarLayout: MULTIPLANAR_GRID,
+  multiplanarEqualSize: true,
+  tileMargin: 4,
 });
 
 function tokenFromUrl() {
@@ -57,7 +78,8 @@ async function api(path, options = {}) {
   const response = await fetch(`${API}${path}`, { credentials: "same-origin", ...options, headers });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const error = new Error(body.detail || `request failed (${response.status})`);
+    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+    const error = new Error(detail || `request failed (${response.status})`);
     error.status = response.status;
     throw error;
   }
@@ -68,6 +90,26 @@ function say(text, kind = "") {
   const message = $("#message");
   message.textContent = text;
   message.className = `message ${kind}`;
+}
+
+// --- the reader's viewing preferences: kept in this browser, per reader --------------------------
+
+function loadPrefs() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(state.prefsKey) || "{}");
+    if (saved.windowName in WINDOWS) state.windowName = saved.windowName;
+    if (Number.isInteger(saved.viewIndex) && VIEWS[saved.viewIndex]) state.viewIndex = saved.viewIndex;
+  } catch {
+    // unreadable preferences: keep the defaults
+  }
+}
+
+function savePrefs() {
+  try {
+    localStorage.setItem(state.prefsKey, JSON.stringify({ windowName: state.windowName, viewIndex: state.viewIndex }));
+  } catch {
+    // storage full or disabled: the preference lasts for this page only
+  }
 }
 
 // --- time on the case: counted only while the page is visible ---------------------------------
@@ -100,53 +142,126 @@ function applyWindow(name) {
     [volume.cal_min, volume.cal_max] = WINDOWS[name];
     nv.updateGLVolume();
   }
-  for (const button of document.querySelectorAll("[data-window]")) {
+  for (const button of $$("button[data-window]")) {
     button.setAttribute("aria-pressed", String(button.dataset.window === name));
   }
+  savePrefs();
 }
 
 function applyView(index) {
   state.viewIndex = index;
-  const [sliceType, showRender] = VIEWS[index];
-  nv.opts.multiplanarShowRender = showRender;
-  nv.setSliceType(sliceType);
-  for (const button of document.querySelectorAll("[data-view]")) {
+  const view = VIEWS[index];
+  nv.opts.multiplanarShowRender = view.render;
+  nv.setSliceType(view.sliceType);
+  for (const button of $$("button[data-view]")) {
     button.setAttribute("aria-pressed", String(Number(button.dataset.view) === index));
   }
+  savePrefs();
+  showSlice();
+}
+
+/** Number of slices along RAS axis ``axis`` of the shown volume. */
+function sliceCount(axis) {
+  const dims = nv.volumes[0]?.dimsRAS;
+  return dims ? dims[axis + 1] : 0;
+}
+
+/** The slider and the slice number follow the crosshair on the view's plane. */
+function showSlice() {
+  const { axis, plane } = VIEWS[state.viewIndex];
+  const slider = $("#slice");
+  const count = axis === null ? 0 : sliceCount(axis);
+  $("#slice-plane").textContent = plane;
+  slider.disabled = count === 0;
+  if (count === 0) {
+    $("#slice-number").textContent = "– / –";
+    return;
+  }
+  const index = Math.min(count, Math.max(1, Math.floor(nv.scene.crosshairPos[axis] * count) + 1));
+  slider.max = String(count);
+  slider.value = String(index);
+  $("#slice-number").textContent = `${index} / ${count}`;
+}
+
+function moveToSlice(number) {
+  const { axis } = VIEWS[state.viewIndex];
+  const count = axis === null ? 0 : sliceCount(axis);
+  if (!count) return;
+  const position = [...nv.scene.crosshairPos];
+  position[axis] = (Math.min(count, Math.max(1, number)) - 0.5) / count;
+  nv.scene.crosshairPos = position;
+  nv.drawScene();
+  showSlice();
+}
+
+function imageName(url) {
+  return url.endsWith(".gz") ? "case.nii.gz" : "case.nii";
 }
 
 async function loadImage(url) {
   const status = $("#viewer-status");
   status.hidden = false;
   status.textContent = "Loading case…";
-  await nv.loadVolumes([{ url, colormap: "gray" }]);
+  const cached = state.prefetched?.url === url ? await state.prefetched.buffer.catch(() => null) : null;
+  state.prefetched = null;
+  const volume = cached
+    ? { url: imageName(url), name: imageName(url), buffer: cached, colormap: "gray" }
+    : { url, colormap: "gray" };
+  await nv.loadVolumes([volume]);
   applyWindow(state.windowName);
   applyView(state.viewIndex);
   status.hidden = true;
 }
 
+/** Fetch the next case's image while this one is read (only the image: opening a case is
+ * recorded by the server, prefetching must not be). */
+function prefetchNext() {
+  const next = state.view?.next;
+  if (!next || !state.view.image_url.includes(encodeURIComponent(state.token))) return;
+  const url = state.view.image_url.replace(encodeURIComponent(state.token), encodeURIComponent(next));
+  if (state.prefetched?.url === url) return;
+  const buffer = fetch(url, { credentials: "same-origin" }).then((response) => {
+    if (!response.ok) throw new Error(`prefetch failed (${response.status})`);
+    return response.arrayBuffer();
+  });
+  buffer.catch(() => {}); // a failed prefetch only means the next case loads normally
+  state.prefetched = { url, buffer };
+}
+
+function drawn() {
+  return new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+}
+
 // --- answer state ----------------------------------------------------------------------------
 
 function showChoices() {
-  for (const button of document.querySelectorAll("[data-answer]")) {
+  const open = Boolean(state.view?.can_answer) && !state.feedback;
+  for (const button of $$("button[data-answer]")) {
     button.setAttribute("aria-pressed", String(button.dataset.answer === state.answer));
-    button.disabled = !state.view.can_answer;
+    button.disabled = !open;
   }
   const needsConfidence = settings.confidence && state.answer !== "unsure";
-  for (const button of document.querySelectorAll("[data-confidence]")) {
+  for (const button of $$("button[data-confidence]")) {
     button.setAttribute("aria-pressed", String(Number(button.dataset.confidence) === state.confidence));
-    button.disabled = !state.view.can_answer || !needsConfidence;
+    button.disabled = !open || !needsConfidence;
   }
-  const markStatus = $("#mark-status");
-  if (markStatus) {
-    markStatus.textContent = state.click ? `marked at voxel ${state.click.join(", ")}` : "no mark";
-    $("#mark").disabled = !state.view.can_answer;
+  for (const box of $$("#features input[type=checkbox]")) {
+    box.checked = state.features.has(box.value);
+    box.disabled = !open;
   }
-  $("#submit").disabled = !state.view.can_answer;
+  if ($("#comment")) $("#comment").disabled = !open;
+  if (settings.click) {
+    $("#mark-status").textContent = state.click ? `marked at voxel ${state.click.join(", ")}` : "no mark";
+    $("#mark").disabled = !open;
+    $("#unmark").hidden = !state.click || !open;
+  }
+  const submit = $("#submit");
+  submit.disabled = !state.view;
+  submit.lastChild.textContent = state.feedback || !state.view?.can_answer ? " Next case" : " Submit and next";
 }
 
 function choose(answer) {
-  if (!state.view?.can_answer || !settings.answers.includes(answer)) return;
+  if (!state.view?.can_answer || state.feedback || !settings.answers.includes(answer)) return;
   state.answer = answer;
   if (answer === "unsure") state.confidence = null;
   showChoices();
@@ -154,27 +269,70 @@ function choose(answer) {
 }
 
 function chooseConfidence(level) {
-  if (!state.view?.can_answer || !settings.confidence || state.answer === "unsure") return;
+  if (!state.view?.can_answer || state.feedback || !settings.confidence || state.answer === "unsure") return;
+  if (!Number.isInteger(level) || level < 1 || level > 5) return;
   state.confidence = level;
   showChoices();
-  say(state.answer ? "Press Enter to submit." : "Now your answer: R, S" + (settings.answers.includes("unsure") ? " or U." : "."));
+  say(state.answer ? "Press Enter or click Submit." : "Now your answer: R, S" + (settings.answers.includes("unsure") ? " or U." : "."));
 }
 
 function mark() {
-  if (!settings.click || !state.view?.can_answer || !nv.volumes[0]) return;
+  if (!settings.click || !state.view?.can_answer || state.feedback || !nv.volumes[0]) return;
   const voxel = nv.frac2vox(nv.scene.crosshairPos);
   state.click = Array.from(voxel, (v) => Math.round(v));
   showChoices();
-  say("Marked. Move the crosshair and press X again to move the mark; Backspace removes it.");
+  say("Marked. Click the image (or use the arrows) and mark again to move it; Backspace removes it.");
 }
 
 function unmark() {
-  if (!settings.click || !state.view?.can_answer) return;
+  if (!settings.click || !state.view?.can_answer || state.feedback) return;
   state.click = null;
   showChoices();
 }
 
+function buildQuestions(questions) {
+  settings.features = questions?.features || [];
+  settings.comment = Boolean(questions?.comment);
+  const box = $("#features");
+  box.hidden = settings.features.length === 0;
+  for (const name of settings.features) {
+    const label = document.createElement("label");
+    label.className = "check";
+    const input = Object.assign(document.createElement("input"), { type: "checkbox", value: name });
+    input.addEventListener("change", () => {
+      if (input.checked) state.features.add(name);
+      else state.features.delete(name);
+    });
+    label.append(input, ` ${name}`);
+    box.append(label);
+  }
+  $("#comment-box").hidden = !settings.comment;
+}
+
+function showFeedback(truth) {
+  const box = $("#feedback");
+  if (!truth) {
+    box.hidden = true;
+    state.feedback = null;
+    return;
+  }
+  state.feedback = truth;
+  const right = state.answer === truth;
+  box.className = `feedback ${right ? "right" : "wrong"}`;
+  box.textContent = `Practice: this case is ${truth}. You answered ${state.answer}` +
+    (state.answer === "unsure" ? "." : right ? ": correct." : ": not correct.") +
+    " Press Enter or click Next case to go on.";
+  box.hidden = false;
+}
+
 // --- navigation ------------------------------------------------------------------------------
+
+function showPosition(view) {
+  const label = view.practice ? `Practice ${view.position} of ${view.total}` : `Case ${view.position} of ${view.total}`;
+  $("#position").textContent = label;
+  document.title = `${label} · SynTumor`;
+  $("#practice-banner").hidden = !view.practice;
+}
 
 async function openCase(token, { push = false } = {}) {
   state.busy = true;
@@ -185,25 +343,30 @@ async function openCase(token, { push = false } = {}) {
     state.answer = view.answer?.answer ?? null;
     state.confidence = view.answer?.confidence ?? null;
     state.click = view.answer?.click ?? null;
+    state.features = new Set(view.answer?.features ?? []);
+    if ($("#comment")) $("#comment").value = view.answer?.comment ?? "";
+    state.feedback = null;
+    $("#feedback").hidden = true;
     if (push) history.pushState({ token }, "", `/read/c/${encodeURIComponent(token)}`);
-    $("#position").textContent = `Case ${view.position} of ${view.total}`;
-    document.title = `Case ${view.position} of ${view.total} · SynTumor`;
+    showPosition(view);
     $("#prev").disabled = !view.previous;
     $("#next").disabled = !view.next;
     showChoices();
     say(view.answer ? (view.can_answer ? "Answered; you may change it." : "Answered (final).") : "");
+    if (view.practice && view.truth && view.answer) showFeedback(view.truth);
     await loadImage(view.image_url);
-    if (state.click && nv.volumes[0]) {
-      nv.scene.crosshairPos = nv.vox2frac(state.click);
-      nv.drawScene();
-    }
+    if (state.click && nv.volumes[0]) nv.scene.crosshairPos = nv.vox2frac(state.click);
+    nv.drawScene();
+    showSlice();
+    await drawn();
+    performance.mark("reader:drawn");
     startClock();
+    prefetchNext();
   } catch (error) {
     say(error.message, "error");
   } finally {
     state.busy = false;
   }
-  refreshProgress().catch((error) => say(error.message, "error"));
   if (state.pending) {
     const direction = state.pending;
     state.pending = null;
@@ -211,13 +374,10 @@ async function openCase(token, { push = false } = {}) {
   }
 }
 
-async function refreshProgress() {
-  const overview = await api("");
-  const { answered, total } = overview.progress;
+function showProgress({ answered, total }) {
   $("#progress").max = total;
   $("#progress").value = answered;
   $("#answered").textContent = `${answered} answered`;
-  return overview;
 }
 
 function go(direction) {
@@ -229,32 +389,53 @@ function go(direction) {
   if (target) openCase(target, { push: true });
 }
 
-async function submit() {
-  if (state.busy) return say("Wait until the case has loaded.");
-  if (!state.view) return;
-  if (!state.view.can_answer) return go(1);
-  if (!state.answer) return say("Choose an answer first: R, S" + (settings.answers.includes("unsure") ? " or U." : "."), "error");
-  if (settings.confidence && state.answer !== "unsure" && !state.confidence) {
-    return say("Choose your confidence first: 1 (a guess) … 5 (certain).", "error");
+async function advance(progress) {
+  if (progress.answered >= progress.total) {
+    window.location.assign("/read/done");
+  } else {
+    await openCase(state.view.next || progress.next, { push: true });
   }
-  const body = JSON.stringify({
+}
+
+function answerBody() {
+  const body = {
     answer: state.answer,
     confidence: settings.confidence && state.answer !== "unsure" ? state.confidence : null,
     click: state.click,
     time_ms: elapsedMs(),
-  });
+  };
+  if (settings.features.length) body.features = [...state.features];
+  if (settings.comment) body.comment = $("#comment").value.trim() || null;
+  return JSON.stringify(body);
+}
+
+async function submit() {
+  if (state.busy) return say("Wait until the case has loaded.");
+  if (!state.view) return;
+  if (state.feedback || !state.view.can_answer) {
+    state.feedback = null;
+    return state.view.next ? go(1) : advance(state.progress);
+  }
+  if (!state.answer) return say("Choose an answer first: R, S" + (settings.answers.includes("unsure") ? " or U." : "."), "error");
+  if (settings.confidence && state.answer !== "unsure" && !state.confidence) {
+    return say("Choose your confidence first: 1 (a guess) … 5 (certain).", "error");
+  }
+  performance.mark("reader:submit");
   state.busy = true;
   say("Saving…");
   try {
-    const saved = await sendWithRetry(`/cases/${encodeURIComponent(state.token)}/answer`, body);
+    const saved = await sendWithRetry(`/cases/${encodeURIComponent(state.token)}/answer`, answerBody());
     state.busy = false;
-    if (saved.progress.answered >= saved.progress.total) {
-      window.location.assign("/read/done");
-    } else if (state.view.next) {
-      await openCase(state.view.next, { push: true });
-    } else {
-      await openCase(saved.progress.next, { push: true });
+    state.progress = saved.progress;
+    showProgress(saved.progress);
+    if (state.view.practice && saved.truth) {
+      state.view.can_answer = false;
+      showFeedback(saved.truth);
+      showChoices();
+      say("");
+      return;
     }
+    await advance(saved.progress);
   } catch (error) {
     state.busy = false;
     say(error.message, "error");
@@ -277,9 +458,11 @@ async function sendWithRetry(path, body) {
 
 function onKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
-  if (event.target.closest?.("input, textarea, select")) return;
+  if (event.target.closest?.("input:not([type=range]):not([type=checkbox]), textarea, select")) return;
   const onCanvas = event.target === $("#gl");
+  const onSlider = event.target === $("#slice");
   const key = event.key;
+  if ((onCanvas || onSlider) && key.startsWith("Arrow")) return; // NiiVue or the slider moves
   const actions = {
     r: () => choose("real"),
     s: () => choose("synthetic"),
@@ -287,8 +470,8 @@ function onKey(event) {
     Enter: submit,
     n: () => go(1),
     p: () => go(-1),
-    ArrowRight: () => !onCanvas && go(1),
-    ArrowLeft: () => !onCanvas && go(-1),
+    ArrowRight: () => go(1),
+    ArrowLeft: () => go(-1),
     w: () => applyWindow(WINDOW_ORDER[(WINDOW_ORDER.indexOf(state.windowName) + 1) % WINDOW_ORDER.length]),
     v: () => applyView((state.viewIndex + 1) % VIEWS.length),
     x: mark,
@@ -299,29 +482,45 @@ function onKey(event) {
   const action = actions[key.length === 1 ? key.toLowerCase() : key] ??
     (/^[1-5]$/.test(key) ? () => chooseConfidence(Number(key)) : null);
   if (!action) return;
-  if (onCanvas && key.startsWith("Arrow")) return; // NiiVue moves the crosshair
   event.preventDefault(); // e.g. Enter must not also click a focused button
   action();
 }
 
 document.addEventListener("keydown", onKey);
-for (const button of document.querySelectorAll("[data-answer]")) {
+for (const button of $$("button[data-answer]")) {
   button.addEventListener("click", () => choose(button.dataset.answer));
 }
-for (const button of document.querySelectorAll("[data-confidence]")) {
+for (const button of $$("button[data-confidence]")) {
   button.addEventListener("click", () => chooseConfidence(Number(button.dataset.confidence)));
 }
-for (const button of document.querySelectorAll("[data-window]")) {
+for (const button of $$("button[data-window]")) {
   button.addEventListener("click", () => applyWindow(button.dataset.window));
 }
-for (const button of document.querySelectorAll("[data-view]")) {
+for (const button of $$("button[data-view]")) {
   button.addEventListener("click", () => applyView(Number(button.dataset.view)));
 }
+$("#slice").addEventListener("input", (event) => moveToSlice(Number(event.target.value)));
 $("#submit").addEventListener("click", submit);
 $("#prev").addEventListener("click", () => go(-1));
 $("#next").addEventListener("click", () => go(1));
 $("#mark")?.addEventListener("click", mark);
+$("#unmark")?.addEventListener("click", unmark);
 window.addEventListener("popstate", () => openCase(tokenFromUrl()));
+nv.onLocationChange = () => showSlice();
 
-await nv.attachToCanvas($("#gl"));
-openCase(tokenFromUrl());
+async function start() {
+  await nv.attachToCanvas($("#gl"));
+  try {
+    const overview = await api("");
+    state.prefsKey = `syntumor.reader.view.${overview.reader?.label ?? ""}`;
+    state.progress = overview.progress;
+    buildQuestions(overview.study?.questions);
+    showProgress(overview.progress);
+  } catch (error) {
+    say(error.message, "error");
+  }
+  loadPrefs();
+  await openCase(tokenFromUrl());
+}
+
+start();
