@@ -221,15 +221,28 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def find_entry(name: str, entries: dict[str, ModelEntry]) -> ModelEntry:
-    """The entry called ``name``, or an error suggesting the closest names."""
+def find_entry(
+    name: str, entries: dict[str, ModelEntry], *, paths_allowed: bool = True
+) -> ModelEntry:
+    """The entry called ``name``, or an error suggesting the closest names.
+
+    Args:
+        name: a registry name.
+        entries: the registered models (:func:`all_entries`).
+        paths_allowed: whether the caller may give a checkpoint path instead (the CLI may; the
+            web app may not), which the error then mentions.
+    """
     if name in entries:
         return entries[name]
     close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    if paths_allowed:
+        raise ModelRegistryError(
+            f"unknown model {name!r}: {hint}known models: {', '.join(entries)} "
+            "(see `syntumor models list`), or give the path of a checkpoint file"
+        )
     raise ModelRegistryError(
-        f"unknown model {name!r}: {hint}known models: {', '.join(entries)} "
-        "(see `syntumor models list`), or give the path of a checkpoint file"
+        f"unknown model {name!r}: {hint}choose one of the registered models: {', '.join(entries)}"
     )
 
 
@@ -263,15 +276,19 @@ def resolve_model(
     *,
     arch: str | None = None,
     registry_path: str | os.PathLike[str] | None = None,
+    allow_path: bool = True,
 ) -> tuple[Path, str]:
     """Find the checkpoint file for a registered name or a path, and its architecture.
 
     Args:
         name_or_path: a registry name (``demo``, ``unet_synt``, a name given to ``add``) or
-            the path of a checkpoint file.
+            the path of a checkpoint file (only with ``allow_path``).
         data_dir: the data folder holding pulled and added models.
         arch: the architecture, if known; for a path it is otherwise detected from the keys.
         registry_path: the built-in registry file (tests inject their own).
+        allow_path: accept a path (the CLI, run by the machine's own user). The web app and
+            its worker pass False: a name from a request is looked up in the registry only,
+            and no file is opened or even looked at for an unknown name.
 
     Returns:
         (checkpoint file, architecture).
@@ -284,8 +301,8 @@ def resolve_model(
     if arch is not None:
         check_architecture(arch)
     entries = all_entries(data_dir, registry_path)
-    if name_or_path in entries or not _looks_like_path(name_or_path):
-        entry = find_entry(name_or_path, entries)
+    if not allow_path or name_or_path in entries or not _looks_like_path(name_or_path):
+        entry = find_entry(name_or_path, entries, paths_allowed=allow_path)
         if arch is not None and arch != entry.arch:
             raise ParameterError(f"model {entry.name!r} is a {entry.arch}, not a {arch}")
         where = local_path(entry, data_dir, registry_path)

@@ -117,7 +117,7 @@ def create_evaluation_job(
     _check_gpus(body.gpus)
     dataset = params["dataset"]
     try:
-        resolve_model(body.model, request.app.state.settings.data_dir)
+        resolve_model(body.model, request.app.state.settings.data_dir, allow_path=False)
         if dataset["source"] == "volumes":
             training_specs.check_volume_pairs(db, dataset["labels"])
         elif dataset["source"] == "decathlon":

@@ -146,7 +146,7 @@ def create_segmentation(
     """Queue a liver/tumor segmentation of a stored image with a registered model."""
     _image(db, body.image_id, "image")
     try:
-        resolve_model(body.model, request.app.state.settings.data_dir)
+        resolve_model(body.model, request.app.state.settings.data_dir, allow_path=False)
     except SynTumorError as error:
         raise HTTPException(422, str(error)) from None
     row = Segmentation(

@@ -44,7 +44,7 @@ def _segmenter(context: JobContext, model: str, mode: str, overlap: float):
     key = f"segmenter:{model}:{mode}:{overlap}"
     if key not in context.cache:
         context.log(f"loading model {model} ({mode} mode)")
-        checkpoint, arch = resolve_model(model, context.settings.data_dir)
+        checkpoint, arch = resolve_model(model, context.settings.data_dir, allow_path=False)
         context.cache[key] = Segmenter.from_checkpoint(
             checkpoint, arch=arch, mode=mode, overlap=overlap, device=context.settings.device
         )
