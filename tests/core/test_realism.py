@@ -99,3 +99,22 @@ def test_bad_arguments_name_the_problem():
         measure_lesions(image, label, spacing=(1.0, 0.0, 1.0))
     with pytest.raises(ParameterError, match="min_voxels"):
         measure_lesions(image, label, spacing=1.0, min_voxels=-1)
+
+
+def test_lits117_reference_numbers():
+    """Issue 16's reference: the 15 largest lesions of LiTS-117 (≥ 290 voxels)."""
+    from syntumor_core.errors import SampleNotInstalledError
+    from syntumor_core.samples import LITS117_SPACING_MM, load_lits117
+
+    try:
+        sample = load_lits117()
+    except SampleNotInstalledError as error:
+        pytest.skip(str(error))
+    stats = measure_lesions(
+        sample.image.array, sample.labels.array, spacing=LITS117_SPACING_MM, min_voxels=290
+    )
+    contrast = np.array([s.contrast_hu for s in stats])
+    assert len(stats) == 15
+    assert np.median(contrast) == pytest.approx(42.9, abs=0.05)
+    assert np.percentile(contrast, [25, 75]) == pytest.approx([38.3, 44.8], abs=0.05)
+    assert np.median([s.mean_hu for s in stats]) == pytest.approx(69.7, abs=0.05)
