@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -50,8 +50,28 @@ def _routers():
     ]
 
 
-def _error_body(status: int, detail, **extra) -> JSONResponse:
-    return JSONResponse({"detail": detail, **extra}, status_code=status)
+def wants_html(request: Request) -> bool:
+    """A browser asking for a page: not under ``/api/``, and not asking for JSON only."""
+    if request.url.path.startswith("/api/"):
+        return False
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or "application/json" not in accept
+
+
+def error_response(request: Request, status: int, detail, *, headers=None, **extra) -> Response:
+    """The one place that answers an error: an HTML page for browsers, JSON for the API."""
+    if wants_html(request):
+        from app.pages.common import error_page
+
+        try:
+            page = error_page(request, status, detail if isinstance(detail, str) else str(detail))
+        except Exception:  # the page itself failed (e.g. no database): a bare page
+            logger.exception("error page failed")
+            return HTMLResponse(f"<h1>{status}</h1>", status_code=status)
+        if headers and page.status_code == status:
+            page.headers.update(headers)
+        return page
+    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
 
 
 def _describe_validation(errors) -> str:
@@ -62,31 +82,46 @@ def _describe_validation(errors) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _path_out_of_range(errors) -> str | None:
+    """For a request refused only for its path's ids being out of range (say 2**64, past what the
+    database holds, see ``app.api.common.Id``): "<thing> <id> not found", as for any unknown id.
+    A path that is not a number at all stays a 422."""
+    out_of_range = ("less_than_equal", "greater_than_equal")
+    if not errors or any(
+        tuple(error.get("loc", ()))[:1] != ("path",) or error.get("type") not in out_of_range
+        for error in errors
+    ):
+        return None
+    name, value = errors[0]["loc"][-1], errors[0].get("input")
+    return f"{str(name).removesuffix('_id').replace('_', ' ')} {value} not found"
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    """One error body everywhere: ``{"detail": "<what to fix>"}`` (plus ``errors`` for 422)."""
+    """One error body everywhere: ``{"detail": "<what to fix>"}`` (plus ``errors`` for 422).
+
+    Browsers asking for a page get the same status with the error page instead
+    (:func:`error_response`).
+    """
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        if not request.url.path.startswith("/api/") and exc.status_code in (401, 403, 404):
-            from app.pages.common import error_page
-
-            return error_page(request, exc.status_code, str(exc.detail))
-        return JSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-        )
+        return error_response(request, exc.status_code, exc.detail, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError):
+    async def validation_error(request: Request, exc: RequestValidationError):
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
             for e in exc.errors()
         ]
-        return _error_body(422, _describe_validation(errors), errors=errors)
+        unknown = _path_out_of_range(exc.errors())
+        if unknown is not None:
+            return await http_error(request, StarletteHTTPException(404, unknown))
+        return error_response(request, 422, _describe_validation(errors), errors=errors)
 
     @app.exception_handler(Exception)
-    async def unexpected_error(_request: Request, exc: Exception):
+    async def unexpected_error(request: Request, exc: Exception):
         logger.exception("unhandled error", exc_info=exc)
-        return _error_body(500, "internal error: the server logged the details")
+        return error_response(request, 500, "internal error: the server logged the details")
 
 
 def create_app(settings: Settings | None = None, *, start_worker: bool | None = None) -> FastAPI:
@@ -154,5 +189,10 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict:
         return {"ok": True}
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.ico", media_type="image/x-icon",
+                            headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
 
     return app
