@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from app import auth
+from app.api.common import DbInt
 from app.models_studies import StudyCase, StudyReader
 from app.services import studies_reading as reading_service
 from app.services.studies import READER_TOKEN_PREFIX, StudyError, token_digest
@@ -23,6 +24,7 @@ from app.services.studies import READER_TOKEN_PREFIX, StudyError, token_digest
 router = APIRouter(prefix="/reader", tags=["reader"])
 SESSION_READER = "reader_id"
 SESSION_READER_KEY = "reader_key"
+IMAGE_MEDIA_TYPE = "application/octet-stream"  # NIfTI-1 has no registered media type
 IMAGE_HEADERS = {
     "Cache-Control": "private, max-age=3600",
     "X-Content-Type-Options": "nosniff",
@@ -84,7 +86,7 @@ class ProfileBody(BaseModel):
 class AnswerBody(BaseModel):
     answer: str = Field(description="real, synthetic or unsure (when the study allows it).")
     confidence: int | None = Field(None, ge=1, le=5, description="1 (a guess) to 5 (certain).")
-    click: list[int] | None = Field(
+    click: list[DbInt] | None = Field(
         None, min_length=3, max_length=3, description="Voxel [i, j, k] that looks synthetic."
     )
     time_ms: int = Field(0, ge=0, le=24 * 3600 * 1000, description="Time spent on the case.")
@@ -121,13 +123,16 @@ def get_case(token: str, reader: ReaderDep, db: SessionDep) -> dict:
 
 
 def _served(request: Request, case: StudyCase) -> Response:
+    """The blinded file as it is: no ETag or Last-Modified (they would date the case)."""
     data = request.app.state.storage.absolute(case.served_path).read_bytes()
-    return Response(data, media_type="application/gzip", headers=IMAGE_HEADERS)
+    gzipped = case.served_path.endswith(".gz")  # studies encoded before uncompressed copies
+    media_type = "application/gzip" if gzipped else IMAGE_MEDIA_TYPE
+    return Response(data, media_type=media_type, headers=IMAGE_HEADERS)
 
 
-@router.get("/cases/{token}/image.nii.gz")
+@router.get("/cases/{token}/image.nii")
 def get_case_image(token: str, request: Request, reader: ReaderDep, db: SessionDep) -> Response:
-    """The blinded image of one case (gzip NIfTI; same header and size for every case)."""
+    """The blinded image of one case: uncompressed NIfTI-1, one size and header per study."""
     try:
         reading = reading_service.reading_for_token(db, reader, token)
     except StudyError as error:
@@ -135,7 +140,7 @@ def get_case_image(token: str, request: Request, reader: ReaderDep, db: SessionD
     return _served(request, reading.case)
 
 
-@router.get("/examples/{token}/image.nii.gz")
+@router.get("/examples/{token}/image.nii")
 def get_example_image(token: str, request: Request, reader: ReaderDep, db: SessionDep) -> Response:
     """The blinded image of an example case (shown with its caption before the test)."""
     try:

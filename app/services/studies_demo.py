@@ -197,6 +197,8 @@ def seed_demo_study(session: Session, storage: Storage, admin: User) -> list[str
         if image_row is None or label_row is None:
             return ["demo reader study not seeded: it needs the LiTS case 117 sample"]
         study = _build(session, storage, admin, image_row, label_row)
+    elif any((case.served_path or "").endswith(".gz") for case in study.cases):
+        encode_study(session, storage, study)  # copies of an earlier version: re-encode
     reader = session.scalar(
         select(StudyReader).where(
             StudyReader.study_id == study.id, StudyReader.label == DEMO_READER

@@ -11,8 +11,9 @@ Three job kinds, chained through the database:
     and, when it was the last case, queues ``study_encode``. Only one job wins that step: the
     study's status moves from ``preparing`` to ``encoding`` with a conditional UPDATE.
 ``study_encode``
-    puts every case on the study's common grid and writes its blinded copy, all padded to one
-    size (:mod:`syntumor_core.reader_study.blinding`); the study becomes ``ready``.
+    puts every case on the study's common grid and writes its blinded copy, an uncompressed
+    NIfTI of one size and one header for the whole study
+    (:mod:`syntumor_core.reader_study.blinding`); the study becomes ``ready``.
 
 :func:`encode_study` and :func:`measure_case` are plain functions, also used by the demo seeder.
 """
@@ -276,9 +277,8 @@ def encode_study(
     from syntumor_core.reader_study.blinding import (
         common_grid,
         encode_case,
-        pad_gzip,
-        padded_size,
         resample_to_grid,
+        served_size,
     )
 
     cases = [case for case in study.cases if case.status == "ready"]
@@ -298,7 +298,7 @@ def encode_study(
     )
     folder = storage.root / STUDY_FOLDER / str(study.id)
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    size = served_size(grid)
     loaded: tuple[str, object] | None = None  # cases sharing a scan load it once
     pairs = sorted(zip(cases, images, strict=True), key=lambda pair: pair[1].path)
     for index, (case, image) in enumerate(pairs):
@@ -306,17 +306,13 @@ def encode_study(
             loaded = (image.path, storage.load(image.path))
         volume = loaded[1]
         voxels = resample_to_grid(volume.array, volume.affine, grid, case.centre_mm)
-        path = folder / f"{secrets.token_hex(16)}.nii.gz"
-        path.write_bytes(encode_case(voxels, grid))
-        written.append((case, path))
-        progress(0.9 * (index + 1) / len(cases))
-    size = padded_size([path.stat().st_size for _, path in written])
-    for case, path in written:
-        path.write_bytes(pad_gzip(path.read_bytes(), size))
+        path = folder / f"{secrets.token_hex(16)}.nii"
+        path.write_bytes(encode_case(voxels, grid))  # always `size` bytes, one header
         old = case.served_path
         case.served_path, case.served_bytes = storage.relative(path), size
         if old and old != case.served_path:
             storage.remove_unreferenced(old)
+        progress(0.9 * (index + 1) / len(cases))
     study.grid = {**grid.to_dict(), "served_bytes": size}
     study.status, study.status_message = StudyStatus.READY, ""
     study.ready_at = datetime.now(UTC)

@@ -102,7 +102,7 @@ def overview(session: Session, reader: StudyReader) -> dict[str, Any]:
         "examples": [
             {
                 "caption": c.caption,
-                "image_url": f"{READER_API}/examples/{c.example_token}/image.nii.gz",
+                "image_url": f"{READER_API}/examples/{c.example_token}/image.nii",
             }
             for c in examples
         ],
@@ -188,7 +188,7 @@ def case_view(session: Session, reader: StudyReader, reading: StudyReading) -> d
         "token": reading.token,
         "position": reading.position,
         "total": total,
-        "image_url": f"{READER_API}/cases/{reading.token}/image.nii.gz",
+        "image_url": f"{READER_API}/cases/{reading.token}/image.nii",
         "previous": neighbours.get(reading.position - 1),
         "next": neighbours.get(reading.position + 1),
         "answer": answer_json(row),

@@ -2,23 +2,25 @@
 
 A reader must not learn a case's arm from anything but the image content (spec:
 reader-study.md). A NIfTI file leaks its origin through the header (shape, voxel size, origin,
-data type, description, intent, scaling), and a gzip stream through its size and timestamp.
+data type, description, intent, scaling), and a compressed file through its size.
 So each case is:
 
 1. resampled onto one :class:`CommonGrid` shared by the whole study (same shape, voxel size
    and affine), centred on the case's point of interest (:func:`resample_to_grid`; a pure crop,
    bit for bit, when the case already has the grid's voxel size and axes; a finer case is
    low-passed first, so it does not keep a sharper noise texture than the coarser arm);
-2. encoded as int16 HU with a header whose every field is fixed (:func:`encode_case`);
-3. gzip-compressed with fixed settings (no name, time 0) and padded to one size shared by the
-   whole study (:func:`pad_gzip`) with a gzip comment, which every gzip reader skips.
+2. encoded as an uncompressed NIfTI-1 (``.nii``) of int16 HU whose header bytes depend on the
+   grid alone (:func:`encode_case`).
+
+Every served file of a study then has the same length (``352 + 2 × voxels``) and the same
+352 header bytes. Nothing is compressed: a compressed file's size follows its content, and
+padding it to one size needs padding whose size follows the content just as well.
 
 Example:
     >>> import numpy as np
     >>> grid = CommonGrid(shape=(8, 8, 8), spacing_mm=(2.0, 2.0, 2.0))
-    >>> data = encode_case(np.zeros((8, 8, 8), np.float32), grid)
-    >>> len(pad_gzip(data, 4096))
-    4096
+    >>> len(encode_case(np.zeros((8, 8, 8), np.float32), grid)) == served_size(grid)
+    True
 """
 
 from __future__ import annotations
@@ -35,10 +37,7 @@ from scipy import ndimage
 from syntumor_core.errors import ParameterError, VolumeError
 
 HU_MIN, HU_MAX = -1024, 3071
-GZIP_LEVEL = 6
-SIZE_QUANTUM_BYTES = 64 * 1024
-_FCOMMENT = 0x10
-_GZIP_HEADER_BYTES = 10
+NIFTI_DATA_OFFSET = 352  # 348 header bytes and 4 of the (empty) extension flag
 
 
 @dataclass(frozen=True)
@@ -182,12 +181,17 @@ def _antialiased(image: np.ndarray, steps_vox: np.ndarray) -> np.ndarray:
     return ndimage.gaussian_filter(image, sigma, mode="nearest")
 
 
+def served_size(grid: CommonGrid) -> int:
+    """Bytes of every served file on ``grid``: the header block and int16 voxels."""
+    return NIFTI_DATA_OFFSET + 2 * int(np.prod(grid.shape))
+
+
 def encode_case(image_hu: np.ndarray, grid: CommonGrid) -> bytes:
-    """A gzip-compressed NIfTI-1 of ``image_hu`` whose header depends only on ``grid``.
+    """An uncompressed NIfTI-1 (``.nii``) of ``image_hu`` whose header depends only on ``grid``.
 
     Voxels are rounded to int16 and clipped to [-1024, 3071] HU; the header has the grid's
     affine as sform and qform (code 1), millimetre units, no description, intent, scaling or
-    display range. Compression uses level 6, no file name and time 0.
+    display range. The result is always :func:`served_size` bytes long.
 
     Args:
         image_hu: array of ``grid.shape`` in HU.
@@ -207,38 +211,16 @@ def encode_case(image_hu: np.ndarray, grid: CommonGrid) -> bytes:
     header["aux_file"] = b""
     header["cal_min"] = header["cal_max"] = 0.0
     header.set_slope_inter(1.0, 0.0)
-    return gzip.compress(image.to_bytes(), compresslevel=GZIP_LEVEL, mtime=0)
-
-
-def padded_size(sizes: Sequence[int], quantum: int = SIZE_QUANTUM_BYTES) -> int:
-    """One size for every file: the largest plus one byte, rounded up to ``quantum``."""
-    if not sizes or quantum < 1:
-        raise ParameterError("need at least one size and quantum >= 1")
-    return int(math.ceil((max(sizes) + 1) / quantum) * quantum)
-
-
-def pad_gzip(data: bytes, size: int) -> bytes:
-    """Pad a single-member gzip stream to exactly ``size`` bytes with a gzip comment.
-
-    The comment (FCOMMENT, RFC 1952: spaces then a NUL) sits in the header, so the
-    decompressed bytes do not change; every gzip reader (Python, zlib, browsers'
-    ``DecompressionStream``) skips it.
-
-    Args:
-        data: output of :func:`encode_case` (no name, extra or comment yet).
-        size: target size, > ``len(data)``.
-    """
-    if data[:3] != b"\x1f\x8b\x08" or data[3] != 0:
-        raise VolumeError("pad_gzip needs a plain gzip stream (no name, extra field or comment)")
-    room = size - len(data)
-    if room < 1:
-        raise ParameterError(f"cannot pad {len(data)} bytes to {size}: choose a larger size")
-    header = bytearray(data[:_GZIP_HEADER_BYTES])
-    header[3] |= _FCOMMENT
-    return bytes(header) + b" " * (room - 1) + b"\x00" + data[_GZIP_HEADER_BYTES:]
+    data = image.to_bytes()
+    if len(data) != served_size(grid):
+        raise VolumeError(f"encoded case has {len(data)} bytes, expected {served_size(grid)}")
+    return data
 
 
 def decode_case(data: bytes) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
-    """Read back a served case: (voxels, affine, header)."""
-    image = nib.Nifti1Image.from_bytes(gzip.decompress(data))
+    """Read back a served case (``.nii``, or ``.nii.gz`` of studies encoded before 0.2):
+    (voxels, affine, header)."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    image = nib.Nifti1Image.from_bytes(data)
     return np.asarray(image.dataobj), image.affine, image.header

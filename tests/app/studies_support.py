@@ -76,20 +76,18 @@ def wait_ready(owner: Owner, study_id: int, timeout: float = 600) -> dict:
 
 def _served_files(server: LiveServer, count: int) -> tuple[list[str], int]:
     """``count`` blinded 8³ noise images in the data folder: (relative paths, common size)."""
-    from syntumor_core.reader_study.blinding import CommonGrid, encode_case, pad_gzip, padded_size
+    from syntumor_core.reader_study.blinding import CommonGrid, encode_case, served_size
 
     grid = CommonGrid((8, 8, 8), (1.0, 1.0, 1.0))
     rng = np.random.default_rng(0)
-    encoded = [encode_case(rng.normal(40, 20, grid.shape), grid) for _ in range(count)]
-    size = padded_size([len(data) for data in encoded])
     folder = server.data_dir / "studies" / "test"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for index, data in enumerate(encoded):
-        path = folder / f"{time.monotonic_ns()}-{index}.nii.gz"
-        path.write_bytes(pad_gzip(data, size))
+    for index in range(count):
+        path = folder / f"{time.monotonic_ns()}-{index}.nii"
+        path.write_bytes(encode_case(rng.normal(40, 20, grid.shape), grid))
         paths.append(str(path.relative_to(server.data_dir)))
-    return paths, size
+    return paths, served_size(grid)
 
 
 def ready_study_without_images(server: LiveServer, owner_name: str, n_real: int, n_synthetic: int,

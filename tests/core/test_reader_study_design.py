@@ -18,9 +18,8 @@ from syntumor_core.reader_study.blinding import (
     common_grid,
     decode_case,
     encode_case,
-    pad_gzip,
-    padded_size,
     resample_to_grid,
+    served_size,
 )
 from syntumor_core.reader_study.design import (
     focus_point_mm,
@@ -182,10 +181,8 @@ def test_encoded_headers_do_not_depend_on_the_case():
     rng = np.random.default_rng(1)
     first = encode_case(rng.normal(50, 300, grid.shape), grid)
     second = encode_case(np.full(grid.shape, -1000.0), grid)
-    raw_a, raw_b = gzip.decompress(first), gzip.decompress(second)
-    assert raw_a[:352] == raw_b[:352] and len(raw_a) == len(raw_b)
-    assert first[:10] == second[:10]  # gzip header: no flags, time 0, same level and OS
-    assert first[3] == 0 and first[4:8] == b"\0\0\0\0"
+    assert first[:352] == second[:352] and len(first) == len(second) == served_size(grid)
+    assert first[:4] == (348).to_bytes(4, "little")  # an uncompressed NIfTI-1, not gzip
     voxels, affine, header = decode_case(first)
     assert voxels.dtype == np.int16 and voxels.shape == grid.shape
     np.testing.assert_array_equal(affine, grid.affine)
@@ -195,23 +192,23 @@ def test_encoded_headers_do_not_depend_on_the_case():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(2, 6), st.integers(0, 2000), st.integers(1, 3))
-def test_padding_gives_one_size_and_the_same_content(side, extra, quanta):
-    grid = CommonGrid((side, side + 1, side + 2), (1.0, 1.0, 1.0))
-    values = np.random.default_rng(side + extra).normal(0, 500, grid.shape)
+@given(st.integers(2, 6), st.integers(0, 2**16), st.floats(1, 2000))
+def test_the_size_and_header_follow_the_grid_alone(side, seed, spread):
+    grid = CommonGrid((side, side + 1, side + 2), (1.0, 1.5, 2.0))
+    values = np.random.default_rng(seed).normal(0, spread, grid.shape)
     data = encode_case(values, grid)
-    size = padded_size([len(data) + extra], quantum=1024 * quanta)
-    padded = pad_gzip(data, size)
-    assert len(padded) == size and size % (1024 * quanta) == 0
-    assert gzip.decompress(padded) == gzip.decompress(data)
+    flat = encode_case(np.zeros(grid.shape), grid)
+    assert len(data) == len(flat) == served_size(grid) == 352 + 2 * side * (side + 1) * (side + 2)
+    assert data[:352] == flat[:352]
+    voxels, _, _ = decode_case(data)
+    np.testing.assert_array_equal(voxels, np.clip(np.rint(values), -1024, 3071))
 
 
-def test_padding_refuses_what_it_cannot_do():
-    data = encode_case(np.zeros((4, 4, 4)), CommonGrid((4, 4, 4), (1.0, 1.0, 1.0)))
-    with pytest.raises(ParameterError, match="choose a larger size"):
-        pad_gzip(data, len(data))
-    with pytest.raises(VolumeError, match="plain gzip stream"):
-        pad_gzip(pad_gzip(data, len(data) + 10), len(data) + 20)
+def test_a_gzip_copy_of_an_earlier_study_still_decodes():
+    grid = CommonGrid((4, 4, 4), (1.0, 1.0, 1.0))
+    data = encode_case(np.arange(64.0).reshape(4, 4, 4), grid)
+    voxels, _, _ = decode_case(gzip.compress(data))
+    np.testing.assert_array_equal(voxels, np.arange(64).reshape(4, 4, 4))
 
 
 def test_arm_rates_and_their_comparison_match_fisher():
