@@ -234,9 +234,16 @@ def sample_lits117(
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules (kept light: heavy imports stay inside them)."""
-    from app import cli_models, cli_segmentation, cli_server, cli_study, cli_training
+    from app import (
+        cli_models,
+        cli_realism,
+        cli_segmentation,
+        cli_server,
+        cli_study,
+        cli_training,
+    )
 
-    for module in (cli_models, cli_segmentation, cli_training, cli_server, cli_study):
+    for module in (cli_models, cli_segmentation, cli_training, cli_server, cli_study, cli_realism):
         module.register(app)
 
 

@@ -84,3 +84,19 @@ def test_bad_arguments(case):
         score_realism(case, n_per_type=0)
     with pytest.raises(ParameterError, match="no lesion of ≥ 100000 voxels"):
         score_realism(case, n_per_type=1, min_voxels=100_000)
+
+
+def test_report_folder_round_trip_and_table(report, tmp_path):
+    from syntumor_core.errors import VolumeError
+    from syntumor_core.realism.report import format_table, load_report_folder, save_report_folder
+
+    assert load_report_folder(tmp_path) is None
+    path = save_report_folder([report], tmp_path, plots=False, extra={"note": "x"})
+    document = load_report_folder(tmp_path)
+    assert document["note"] == "x" and document["reports"][0]["profile"] == "paper"
+    table = format_table([report])
+    assert table == format_table(document["reports"])
+    assert "\npaper    contrast_hu (HU)  " in table and "paper: machine reader AUC" in table
+    path.write_text('{"format": 99}')
+    with pytest.raises(VolumeError, match="not a realism report of format 1"):
+        load_report_folder(tmp_path)
