@@ -83,16 +83,15 @@ def _describe_validation(errors) -> str:
 
 
 def _path_out_of_range(errors) -> str | None:
-    """For a request refused only for its path's ids being out of range (say 2**64, past what the
-    database holds, see ``app.api.common.Id``): "<thing> <id> not found", as for any unknown id.
-    A path that is not a number at all stays a 422."""
+    """For a request with an id out of range in its path (say 2**64, past what the database
+    holds, see ``app.api.common.Id``): "<thing> <id> not found", as for any unknown id. A path
+    that is not a number at all stays a 422."""
     out_of_range = ("less_than_equal", "greater_than_equal")
-    if not errors or any(
-        tuple(error.get("loc", ()))[:1] != ("path",) or error.get("type") not in out_of_range
-        for error in errors
-    ):
+    ids = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("path",)
+           and e.get("type") in out_of_range]  # fmt: skip
+    if not ids:
         return None
-    name, value = errors[0]["loc"][-1], errors[0].get("input")
+    name, value = ids[-1]["loc"][-1], ids[-1].get("input")
     return f"{str(name).removesuffix('_id').replace('_', ' ')} {value} not found"
 
 

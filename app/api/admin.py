@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app import auth
 from app.api.admin_schemas import EvaluationJobCreate, TrainingJobCreate
-from app.api.common import PageParams, get_or_404, page_params, paginate
+from app.api.common import Count, Id, PageParams, get_or_404, page_params, paginate
 from app.model_registry import check_model_name, list_models, resolve_model
 from app.models import FINISHED_STATUSES, Job, JobStatus, User
 from app.models_training import TrainingRun
@@ -52,7 +52,7 @@ router = APIRouter(prefix="/admin", tags=["admin"], lifespan=training_lifespan)
 AdminUser = Depends(auth.require_admin)
 
 
-def _admin_job(db: Session, job_id: int) -> Job:
+def _admin_job(db: Session, job_id: Id) -> Job:
     job = get_or_404(db, Job, job_id, "job")
     if job.kind not in training_specs.ADMIN_KINDS:
         raise HTTPException(404, f"job {job_id} is not a training or evaluation job")
@@ -143,14 +143,14 @@ def list_admin_jobs(
 
 
 @router.get("/jobs/{job_id}")
-def get_admin_job(job_id: int, user: User = AdminUser, db: Session = Depends(auth.get_db)) -> dict:
+def get_admin_job(job_id: Id, user: User = AdminUser, db: Session = Depends(auth.get_db)) -> dict:
     """A job with its configuration, process, devices, ETA and log tail."""
     return training_views.admin_job_json(db, _admin_job(db, job_id), query_gpus())
 
 
 @router.get("/jobs/{job_id}/points")
 def get_points(
-    job_id: int, after: int = Query(0, ge=0), user: User = AdminUser,
+    job_id: Id, after: Count = 0, user: User = AdminUser,
     db: Session = Depends(auth.get_db),
 ) -> dict:  # fmt: skip
     """The curves' points after id ``after`` (training steps thinned to about 2000)."""
@@ -160,7 +160,7 @@ def get_points(
 
 
 @router.post("/jobs/{job_id}/stop")
-def stop_job(job_id: int, user: User = AdminUser, db: Session = Depends(auth.get_db)) -> dict:
+def stop_job(job_id: Id, user: User = AdminUser, db: Session = Depends(auth.get_db)) -> dict:
     """Stop a job: a queued one at once; a running one's process tree within seconds."""
     job = _admin_job(db, job_id)
     if job.status in FINISHED_STATUSES:
@@ -174,7 +174,7 @@ def stop_job(job_id: int, user: User = AdminUser, db: Session = Depends(auth.get
 
 @router.post("/jobs/{job_id}/rerun", status_code=202)
 def rerun_job(
-    job_id: int, request: Request, user: User = AdminUser, db: Session = Depends(auth.get_db)
+    job_id: Id, request: Request, user: User = AdminUser, db: Session = Depends(auth.get_db)
 ) -> dict:
     """Queue a new job with the same configuration (a taken model name gets the job's id)."""
     job = _admin_job(db, job_id)
@@ -182,7 +182,7 @@ def rerun_job(
 
 
 @router.get("/jobs/{job_id}/evaluation")
-def get_evaluation(job_id: int, user: User = AdminUser, db: Session = Depends(auth.get_db)) -> dict:
+def get_evaluation(job_id: Id, user: User = AdminUser, db: Session = Depends(auth.get_db)) -> dict:
     """An evaluation's results: means, detection per lesion size, per-case scores."""
     job = _admin_job(db, job_id)
     if job.kind != "evaluate":
@@ -203,7 +203,7 @@ def get_devices(user: User = AdminUser, db: Session = Depends(auth.get_db)) -> d
     return {"gpus": items, "cpu": cpu, "host": training_devices.this_host()}
 
 
-def _stream_state(factory, job_id: int, after: int) -> tuple[dict, list[dict]]:
+def _stream_state(factory, job_id: Id, after: int) -> tuple[dict, list[dict]]:
     with factory() as session:
         job = session.get(Job, job_id)
         state = training_views.admin_job_json(session, job, query_gpus())
@@ -214,7 +214,7 @@ def _stream_state(factory, job_id: int, after: int) -> tuple[dict, list[dict]]:
 
 @router.get("/jobs/{job_id}/events")
 async def job_events(
-    job_id: int, request: Request, after: int = Query(0, ge=0),
+    job_id: Id, request: Request, after: Count = 0,
     timeout_s: float = Query(3600, gt=0, le=6 * 3600),
     last_event_id: str | None = Header(None), user: User = AdminUser,
     db: Session = Depends(auth.get_db),

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.common import ArchName, OrganName, ProfileName
+from app.api.common import ArchName, Id, OrganName, ProfileName
 from syntumor_core.models import ARCHITECTURES
 
 Shape = tuple[
@@ -38,8 +38,8 @@ class TrainVolumes(_Body):
     """Registered volumes: label maps (each belongs to its image), by id."""
 
     source: Literal["volumes"]
-    train_labels: list[int] = Field(min_length=1, max_length=10_000)
-    val_labels: list[int] = Field(default_factory=list, max_length=10_000)
+    train_labels: list[Id] = Field(min_length=1, max_length=10_000)
+    val_labels: list[Id] = Field(default_factory=list, max_length=10_000)
 
 
 class Decathlon(_Body):
@@ -62,7 +62,7 @@ class EvaluatePhantoms(_Body):
 
 class EvaluateVolumes(_Body):
     source: Literal["volumes"]
-    labels: list[int] = Field(min_length=1, max_length=10_000)
+    labels: list[Id] = Field(min_length=1, max_length=10_000)
 
 
 TrainData = Annotated[TrainPhantoms | TrainVolumes | Decathlon, Field(discriminator="source")]

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import auth
-from app.api.common import PageParams, get_or_404, page_params, paginate
+from app.api.common import Id, PageParams, get_or_404, page_params, paginate
 from app.models import ApiToken, User
 
 router = APIRouter(tags=["accounts"])
@@ -81,7 +81,7 @@ def list_tokens(
 
 @router.delete("/auth/tokens/{token_id}", status_code=204)
 def revoke_token(
-    token_id: int, user: User = Depends(auth.current_user), db: Session = Depends(auth.get_db)
+    token_id: Id, user: User = Depends(auth.current_user), db: Session = Depends(auth.get_db)
 ) -> None:
     row = get_or_404(db, ApiToken, token_id, "token")
     if row.user_id != user.id:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import auth
-from app.api.common import PageParams, get_or_404, job_json, page_params, paginate
+from app.api.common import Id, PageParams, get_or_404, job_json, page_params, paginate
 from app.models import FINISHED_STATUSES, Job, Role, User
 from app.worker import request_cancel
 
@@ -21,7 +21,7 @@ KEEP_ALIVE_S = 15.0
 ADMIN_ONLY_KINDS = ("train", "evaluate")
 
 
-def visible_job(db: Session, job_id: int, user: User) -> Job:
+def visible_job(db: Session, job_id: Id, user: User) -> Job:
     """The job if the caller may see it: admins all, others their own (404 otherwise)."""
     job = get_or_404(db, Job, job_id, "job")
     if user.role != Role.ADMIN and job.owner_id != user.id:
@@ -49,7 +49,7 @@ def list_jobs(
 
 @router.get("/{job_id}")
 def get_job(
-    job_id: int,
+    job_id: Id,
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ) -> dict:
@@ -58,7 +58,7 @@ def get_job(
 
 @router.post("/{job_id}/cancel")
 def cancel_job(
-    job_id: int,
+    job_id: Id,
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ) -> dict:
@@ -73,7 +73,7 @@ def cancel_job(
 
 @router.get("/{job_id}/events")
 async def job_events(
-    job_id: int,
+    job_id: Id,
     request: Request,
     timeout_s: float = Query(600, gt=0, le=3600),
     user: User = Depends(auth.require_researcher),

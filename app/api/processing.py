@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 
 from app import auth
 from app.api.common import (
+    DbInt,
+    Id,
     OrganName,
     PageParams,
     ProfileName,
@@ -37,7 +39,7 @@ def organ_types() -> dict[str, list[str]]:
 
 
 class SegmentationBody(BaseModel):
-    image_id: int
+    image_id: Id
     model: str = Field("demo", min_length=1, max_length=200)
     mode: str = Field("fast", pattern="^(fast|parity)$")
     overlap: float = Field(
@@ -50,9 +52,9 @@ class SegmentationBody(BaseModel):
 
 
 class SynthesisBody(BaseModel):
-    image_id: int
-    mask_id: int
-    mask_labels: list[int] = Field(default_factory=lambda: [1], min_length=1, max_length=20)
+    image_id: Id
+    mask_id: Id
+    mask_labels: list[DbInt] = Field(default_factory=lambda: [1], min_length=1, max_length=20)
     organ: OrganName = "liver"
     tumor_type: str = "mix"
     profile: ProfileName = "paper"
@@ -62,7 +64,7 @@ class SynthesisBody(BaseModel):
 KIND_NOUNS = {"image": "an image", "label": "a label map"}
 
 
-def _image(db: Session, volume_id: int, kind: str) -> Volume:
+def _image(db: Session, volume_id: Id, kind: str) -> Volume:
     """The volume, which must be of ``kind`` (404 if absent, 422 if of the other kind)."""
     volume = get_or_404(db, Volume, volume_id, "volume")
     if volume.kind != kind:
@@ -161,7 +163,7 @@ def create_segmentation(
 
 @router.get("/segmentations")
 def list_segmentations(
-    image_id: int | None = None,
+    image_id: Id | None = None,
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
     page: PageParams = Depends(page_params),
@@ -176,7 +178,7 @@ def list_segmentations(
 
 @router.get("/segmentations/{segmentation_id}")
 def get_segmentation(
-    segmentation_id: int,
+    segmentation_id: Id,
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ) -> dict:
@@ -194,7 +196,7 @@ def _result_file(request: Request, row, name: str) -> FileResponse:
 
 @router.get("/segmentations/{segmentation_id}/lesions.{fmt}")
 def download_lesions(
-    segmentation_id: int,
+    segmentation_id: Id,
     fmt: str,
     request: Request,
     user: User = Depends(auth.require_researcher),
@@ -208,7 +210,7 @@ def download_lesions(
 
 @router.get("/segmentations/{segmentation_id}/dicom-seg")
 def download_dicom_seg(
-    segmentation_id: int,
+    segmentation_id: Id,
     request: Request,
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
@@ -268,7 +270,7 @@ def list_syntheses(
 
 @router.get("/syntheses/{synthesis_id}")
 def get_synthesis(
-    synthesis_id: int,
+    synthesis_id: Id,
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ) -> dict:
@@ -279,7 +281,7 @@ def get_synthesis(
 
 @router.get("/syntheses/{synthesis_id}/manifest")
 def download_manifest(
-    synthesis_id: int,
+    synthesis_id: Id,
     request: Request,
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),

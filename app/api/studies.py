@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app import auth
 from app.api import studies_reader
-from app.api.common import PageParams, job_json, page_params, paginate
+from app.api.common import DbInt, Id, PageParams, job_json, page_params, paginate
 from app.models import Role, User
 from app.models_studies import Study, StudyReader
 from app.services import studies as service
@@ -34,15 +34,15 @@ OwnerDep = Annotated[User, Depends(auth.require_researcher)]
 
 
 class CaseItem(BaseModel):
-    image_id: int
-    label_id: int | None = Field(None, description="Label map (default: the image's first).")
+    image_id: Id
+    label_id: Id | None = Field(None, description="Label map (default: the image's first).")
     caption: str = Field("", max_length=200, description="Shown with an example case.")
 
 
 class HealthyItem(BaseModel):
-    image_id: int
-    mask_id: int | None = Field(None, description="Organ mask (default: the image's first).")
-    mask_labels: list[int] = Field(default_factory=lambda: [1], min_length=1, max_length=20)
+    image_id: Id
+    mask_id: Id | None = Field(None, description="Organ mask (default: the image's first).")
+    mask_labels: list[DbInt] = Field(default_factory=lambda: [1], min_length=1, max_length=20)
 
 
 class ArmCreate(BaseModel):
@@ -98,14 +98,14 @@ def _raise(error: StudyError):
     raise HTTPException(error.status, str(error)) from None
 
 
-def _study(db: Session, study_id: int, user: User) -> Study:
+def _study(db: Session, study_id: Id, user: User) -> Study:
     try:
         return service.visible_study(db, study_id, user)
     except StudyError as error:
         _raise(error)
 
 
-def _reader(db: Session, study: Study, reader_id: int) -> StudyReader:
+def _reader(db: Session, study: Study, reader_id: Id) -> StudyReader:
     reader = db.get(StudyReader, reader_id)
     if reader is None or reader.study_id != study.id:
         raise HTTPException(404, f"reader {reader_id} not found in study {study.id}")
@@ -135,18 +135,18 @@ def create_study(body: StudyCreate, user: OwnerDep, db: SessionDep) -> dict:
 
 
 @router.get("/studies/{study_id}")
-def get_study(study_id: int, user: OwnerDep, db: SessionDep) -> dict:
+def get_study(study_id: Id, user: OwnerDep, db: SessionDep) -> dict:
     """Everything about a study, truth included (owner and admins only)."""
     return service.study_json(db, _study(db, study_id, user), detail=True)
 
 
 @router.delete("/studies/{study_id}", status_code=204)
-def delete_study(study_id: int, request: Request, user: OwnerDep, db: SessionDep) -> None:
+def delete_study(study_id: Id, request: Request, user: OwnerDep, db: SessionDep) -> None:
     service.delete_study(db, request.app.state.storage, _study(db, study_id, user))
 
 
 @router.post("/studies/{study_id}/prepare", status_code=202)
-def prepare_study(study_id: int, user: OwnerDep, db: SessionDep) -> dict:
+def prepare_study(study_id: Id, user: OwnerDep, db: SessionDep) -> dict:
     """Queue the preparation (again, after a failure)."""
     study = _study(db, study_id, user)
     try:
@@ -159,7 +159,7 @@ def prepare_study(study_id: int, user: OwnerDep, db: SessionDep) -> dict:
 
 @router.post("/studies/{study_id}/status")
 def set_status(
-    study_id: int,
+    study_id: Id,
     user: OwnerDep,
     db: SessionDep,
     open: bool = Query(description="true: open for reading; false: close (answers kept)."),
@@ -175,7 +175,7 @@ def set_status(
 
 
 @router.get("/studies/{study_id}/readers")
-def list_readers(study_id: int, user: OwnerDep, db: SessionDep) -> dict:
+def list_readers(study_id: Id, user: OwnerDep, db: SessionDep) -> dict:
     study = _study(db, study_id, user)
     items = service.study_json(db, study, detail=True)["readers"]
     return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
@@ -192,7 +192,7 @@ def _invitation(request: Request, reader: StudyReader, token: str, db: Session) 
 
 @router.post("/studies/{study_id}/readers", status_code=201)
 def invite_reader(
-    study_id: int, body: ReaderCreate, request: Request, user: OwnerDep, db: SessionDep
+    study_id: Id, body: ReaderCreate, request: Request, user: OwnerDep, db: SessionDep
 ) -> dict:
     """Invite a reader: the answer holds the invitation link and token (shown only now)."""
     study = _study(db, study_id, user)
@@ -211,7 +211,7 @@ def invite_reader(
 
 @router.post("/studies/{study_id}/readers/{reader_id}/link")
 def reissue_link(
-    study_id: int, reader_id: int, request: Request, user: OwnerDep, db: SessionDep
+    study_id: Id, reader_id: Id, request: Request, user: OwnerDep, db: SessionDep
 ) -> dict:
     """A new invitation link for a reader; the old one (and its sessions) stop working."""
     reader = _reader(db, _study(db, study_id, user), reader_id)
@@ -221,7 +221,7 @@ def reissue_link(
 
 
 @router.delete("/studies/{study_id}/readers/{reader_id}", status_code=204)
-def withdraw_reader(study_id: int, reader_id: int, user: OwnerDep, db: SessionDep) -> None:
+def withdraw_reader(study_id: Id, reader_id: Id, user: OwnerDep, db: SessionDep) -> None:
     """Withdraw an invitation; the reader's answers stay in the results."""
     reader = _reader(db, _study(db, study_id, user), reader_id)
     reader.revoked = True
@@ -229,13 +229,13 @@ def withdraw_reader(study_id: int, reader_id: int, user: OwnerDep, db: SessionDe
 
 
 @router.get("/studies/{study_id}/results")
-def get_results(study_id: int, user: OwnerDep, db: SessionDep) -> dict:
+def get_results(study_id: Id, user: OwnerDep, db: SessionDep) -> dict:
     """Per reader and pooled statistics with intervals, agreement, ROC, per-arm rates."""
     return views.results(db, _study(db, study_id, user))
 
 
 @router.get("/studies/{study_id}/plots/{name}.png")
-def get_plot(study_id: int, name: str, request: Request, user: OwnerDep, db: SessionDep):
+def get_plot(study_id: Id, name: str, request: Request, user: OwnerDep, db: SessionDep):
     """``confusion``, ``roc`` or ``clicks`` as a PNG."""
     study = _study(db, study_id, user)
     try:
@@ -249,7 +249,7 @@ EXPORTS = ("answers.csv", "mrmc.csv", "mrmc-imrmc.csv", "summary.json")
 
 
 @router.get("/studies/{study_id}/export/{name}")
-def export(study_id: int, name: str, user: OwnerDep, db: SessionDep):
+def export(study_id: Id, name: str, user: OwnerDep, db: SessionDep):
     """Downloads: ``answers.csv``, ``mrmc.csv``, ``mrmc-imrmc.csv`` or ``summary.json``."""
     if name not in EXPORTS:
         raise HTTPException(404, f"no export {name!r}; choose one of {', '.join(EXPORTS)}")

@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app import auth
-from app.api.common import PageParams, get_or_404, page_params, paginate, volume_json
+from app.api.common import (
+    MAX_DB_INT,
+    Id,
+    PageParams,
+    get_or_404,
+    page_params,
+    paginate,
+    volume_json,
+)
 from app.models import Role, User, Volume
 from app.services import volumes as volume_service
 from app.storage import UploadError, safe_display_name, upload_format
@@ -95,14 +103,17 @@ def _form_image_id(value, default: int | None) -> int | None:
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        image_id = int(value)
     except (TypeError, ValueError):
+        image_id = 0
+    if not 1 <= image_id <= MAX_DB_INT:
         raise UploadError(
-            f"image_id must be a whole number, got {str(value)[:40]!r}", 422
-        ) from None
+            f"image_id must be a whole number from 1 to {MAX_DB_INT}, got {str(value)[:40]!r}", 422
+        )
+    return image_id
 
 
-def _label_target(db: Session, kind: str, image_id: int | None) -> tuple[int, ...] | None:
+def _label_target(db: Session, kind: str, image_id: Id | None) -> tuple[int, ...] | None:
     """For a label map: the shape of the image it belongs to (checked to exist and be an image)."""
     if kind != "label":
         if image_id is not None:
@@ -150,7 +161,7 @@ async def upload_volume(
     request: Request,
     name: str | None = Query(None, max_length=255, description="File name (raw-body uploads)."),
     kind: str = Query("image", pattern="^(image|label)$"),
-    image_id: int | None = Query(None, description="For a label map: the image it belongs to."),
+    image_id: Id | None = Query(None, description="For a label map: the image it belongs to."),
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ):
@@ -180,7 +191,7 @@ async def upload_volume(
 @router.get("")
 def list_volumes(
     kind: str | None = Query(None, pattern="^(image|label)$"),
-    image_id: int | None = None,
+    image_id: Id | None = None,
     _user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
     page: PageParams = Depends(page_params),
@@ -195,7 +206,7 @@ def list_volumes(
 
 @router.get("/{volume_id}")
 def get_volume(
-    volume_id: int,
+    volume_id: Id,
     _user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ) -> dict:
@@ -206,7 +217,7 @@ def get_volume(
 
 @router.get("/{volume_id}/file")
 def download_volume(
-    volume_id: int,
+    volume_id: Id,
     request: Request,
     _user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
@@ -226,7 +237,7 @@ def download_volume(
 
 @router.delete("/{volume_id}", status_code=204)
 def delete_volume(
-    volume_id: int,
+    volume_id: Id,
     request: Request,
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import select
 
 from app.api.admin_schemas import EvaluatePhantoms, TrainingJobCreate, TrainPhantoms
+from app.api.common import Id
 from app.model_registry import STATUS_LOCAL, list_models
 from app.models import Job, Role, Volume
 from app.pages.common import render, require_page_roles
@@ -100,7 +101,7 @@ def evaluate_form(request: Request, model: str | None = None):
 
 
 @router.get("/admin/jobs/{job_id}")
-def job_page(request: Request, job_id: int):
+def job_page(request: Request, job_id: Id):
     user = _admin(request)
     with request.app.state.session_factory() as session:
         job = session.get(Job, job_id)

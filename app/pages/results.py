@@ -12,7 +12,7 @@ from math import ceil
 from fastapi import APIRouter, HTTPException, Query, Request
 from sqlalchemy import func, select
 
-from app.api.common import job_json, volume_json
+from app.api.common import Id, job_json, volume_json
 from app.api.processing import organ_types, segmentation_json, synthesis_json
 from app.models import Job, Role, Segmentation, Synthesis, User, Volume
 from app.pages.common import render
@@ -30,13 +30,13 @@ def _owned(row, user: User, what: str):
     return row
 
 
-def _volume_or_none(session, volume_id: int | None) -> dict | None:
+def _volume_or_none(session, volume_id: Id | None) -> dict | None:
     volume = session.get(Volume, volume_id) if volume_id is not None else None
     return volume_json(volume) if volume is not None else None
 
 
 @router.get("/segmentations/{segmentation_id}")
-def segmentation_page(request: Request, segmentation_id: int):
+def segmentation_page(request: Request, segmentation_id: Id):
     user = researcher_page(request)
     with request.app.state.session_factory() as session:
         row = _owned(
@@ -51,7 +51,7 @@ def segmentation_page(request: Request, segmentation_id: int):
 
 
 @router.get("/synthesize")
-def synthesize_page(request: Request, image_id: int | None = None):
+def synthesize_page(request: Request, image_id: Id | None = None):
     user = researcher_page(request)
     with request.app.state.session_factory() as session:
         images = session.scalars(
@@ -72,7 +72,7 @@ def synthesize_page(request: Request, image_id: int | None = None):
 
 
 @router.get("/syntheses/{synthesis_id}")
-def synthesis_page(request: Request, synthesis_id: int):
+def synthesis_page(request: Request, synthesis_id: Id):
     user = researcher_page(request)
     with request.app.state.session_factory() as session:
         row = _owned(session.get(Synthesis, synthesis_id), user, f"synthesis {synthesis_id}")

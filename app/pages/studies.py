@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from app import auth
+from app.api.common import Id
 from app.models import Role, User, Volume
 from app.models_studies import Study, StudyReader
 from app.pages import studies_reader
@@ -25,7 +26,7 @@ router.include_router(studies_reader.router)
 OWNER_ROLES = (Role.ADMIN, Role.RESEARCHER)
 
 
-def _owned(request: Request, db, study_id: int) -> tuple[User, Study]:
+def _owned(request: Request, db, study_id: Id) -> tuple[User, Study]:
     user = require_page_roles(request, *OWNER_ROLES)
     try:
         return user, service.visible_study(db, study_id, user)
@@ -153,7 +154,7 @@ def _message(error: Exception) -> str:
     return str(error)
 
 
-def _detail(request: Request, study_id: int, **extra):
+def _detail(request: Request, study_id: Id, **extra):
     with request.app.state.session_factory() as db:
         user, study = _owned(request, db, study_id)
         data = service.study_json(db, study, detail=True)
@@ -161,11 +162,11 @@ def _detail(request: Request, study_id: int, **extra):
 
 
 @router.get("/studies/{study_id}")
-def study_detail(request: Request, study_id: int):
+def study_detail(request: Request, study_id: Id):
     return _detail(request, study_id, invitation=None, error=None)
 
 
-async def _form_action(request: Request, study_id: int, action) -> dict:
+async def _form_action(request: Request, study_id: Id, action) -> dict:
     form = await request.form()
     auth.check_csrf(request, form.get("csrf_token"))
     with request.app.state.session_factory() as db:
@@ -180,7 +181,7 @@ async def _form_action(request: Request, study_id: int, action) -> dict:
 
 
 @router.post("/studies/{study_id}/prepare")
-async def study_prepare(request: Request, study_id: int):
+async def study_prepare(request: Request, study_id: Id):
     extra = await _form_action(
         request,
         study_id,
@@ -192,7 +193,7 @@ async def study_prepare(request: Request, study_id: int):
 
 
 @router.post("/studies/{study_id}/readers")
-async def study_invite(request: Request, study_id: int):
+async def study_invite(request: Request, study_id: Id):
     def invite(db, user, study, form):
         label = (form.get("label") or "").strip()
         if not label:
@@ -210,7 +211,7 @@ async def study_invite(request: Request, study_id: int):
 
 
 @router.post("/studies/{study_id}/readers/{reader_id}/link")
-async def study_relink(request: Request, study_id: int, reader_id: int):
+async def study_relink(request: Request, study_id: Id, reader_id: Id):
     def relink(db, user, study, form):
         reader = db.get(StudyReader, reader_id)
         if reader is None or reader.study_id != study.id:
@@ -222,7 +223,7 @@ async def study_relink(request: Request, study_id: int, reader_id: int):
 
 
 @router.post("/studies/{study_id}/status")
-async def study_status(request: Request, study_id: int):
+async def study_status(request: Request, study_id: Id):
     def toggle(db, user, study, form):
         service.set_open(db, study, form.get("open") == "true")
 
@@ -235,7 +236,7 @@ def _link(request: Request, token: str) -> str:
 
 
 @router.get("/studies/{study_id}/results")
-def study_results(request: Request, study_id: int):
+def study_results(request: Request, study_id: Id):
     with request.app.state.session_factory() as db:
         user, study = _owned(request, db, study_id)
         data = service.study_json(db, study, detail=True)
@@ -244,7 +245,7 @@ def study_results(request: Request, study_id: int):
 
 
 @router.get("/studies/{study_id}/report")
-def study_report(request: Request, study_id: int):
+def study_report(request: Request, study_id: Id):
     """A printable report: design, every number with its interval and its definition."""
     with request.app.state.session_factory() as db:
         user, study = _owned(request, db, study_id)

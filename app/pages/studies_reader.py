@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
 from app import auth
+from app.api.common import Id
 from app.api.studies_reader import remember_reader, session_reader, token_reader
 from app.models import Role
 from app.models_studies import StudyReader
@@ -56,7 +57,7 @@ def open_invitation(request: Request, token: str):
 
 
 @router.post("/read/open/{reader_id}")
-def open_assignment(request: Request, reader_id: int, csrf_token: str = Form("")):
+def open_assignment(request: Request, reader_id: Id, csrf_token: str = Form("")):
     """A reader with an account opens one of their assignments (listed on /studies)."""
     auth.check_csrf(request, csrf_token)
     user = page_user(request)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
-from app.api.common import volume_json
+from app.api.common import Id, volume_json
 from app.models import Role, Segmentation, Synthesis, User, Volume
 from app.pages.common import render, require_page_roles
 
@@ -108,7 +108,7 @@ def _volume_context(session, volume: Volume, user: User) -> dict:
 
 
 @router.get("/volumes/{volume_id}")
-def volume_page(request: Request, volume_id: int, overlay: int | None = None):
+def volume_page(request: Request, volume_id: Id, overlay: Id | None = None):
     user = researcher_page(request)
     with request.app.state.session_factory() as session:
         volume = session.get(Volume, volume_id)
@@ -126,7 +126,7 @@ def volume_page(request: Request, volume_id: int, overlay: int | None = None):
 
 
 @router.get("/volumes/{volume_id}/segment")
-def volume_segment(request: Request, volume_id: int):
+def volume_segment(request: Request, volume_id: Id):
     """The segmentation form lives on the volume page."""
     researcher_page(request)
     return RedirectResponse(f"/volumes/{volume_id}#segment", status_code=303)

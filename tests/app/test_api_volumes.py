@@ -254,7 +254,12 @@ def test_bad_multipart_forms_are_refused(server, researcher):
     assert_error(bad_kind, 422, "kind must be 'image' or 'label', got 'mesh'")
     bad_id = researcher.post("/api/v1/volumes", files={"file": ("x.nii.gz", data)},
                              data={"kind": "label", "image_id": "one"})  # fmt: skip
-    assert_error(bad_id, 422, "image_id must be a whole number, got 'one'")
+    assert_error(bad_id, 422, "image_id must be a whole number from 1 to 2147483647, got 'one'")
+    huge_id = researcher.post("/api/v1/volumes", files={"file": ("x.nii.gz", data)},
+                              data={"kind": "label", "image_id": str(2**64)})  # fmt: skip
+    assert_error(
+        huge_id, 422, f"image_id must be a whole number from 1 to 2147483647, got '{2**64}'"
+    )
     wrong_type = researcher.post("/api/v1/volumes", files={"file": ("x.exe", data)})
     assert_error(wrong_type, 415, contains="unsupported file type 'x.exe'")
     broken = researcher.post(
