@@ -94,6 +94,13 @@ class Appearance:
     drawn from ``blur_sigma_mm``. ``kind="cyst"``: the image is blended towards a fluid density
     drawn from ``fluid_hu`` with weight ``soft`` (sharp margins: use a small blur), keeping
     ``fluid_noise_fraction`` of the original noise.
+
+    ``delivered=True`` (hypodense): ``difference`` is the drop a reader sees, the mean over
+    each tumor's voxels (26-connected parts) of the change, whatever the texture's level and
+    the blur's softening of the edges; the texture then only modulates the drop around that
+    mean. ``False`` is the published method (the mean drop is about texture level · soft ·
+    difference, about a third to a half of ``difference`` for small tumors). Profile
+    ``realistic`` always delivers.
     """
 
     kind: Literal["hypodense", "cyst"] = "hypodense"
@@ -101,6 +108,7 @@ class Appearance:
     blur_sigma_mm: tuple[float, float] = (1.0, 2.0)
     fluid_hu: tuple[float, float] = (0.0, 20.0)
     fluid_noise_fraction: float = 0.5
+    delivered: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("hypodense", "cyst"):
@@ -157,11 +165,16 @@ class PlacementSpec:
         erode_mm: side of the square (in-plane) that erodes the slice's organ mask before a
             centre is picked (5 voxels at 1 mm in the release); ``None`` for no erosion.
         max_tries: slices tried per range before moving on.
+        tissue_hu: organ voxels whose intensity (after a 1 mm Gaussian smoothing) lies outside
+            this range are not tissue a tumor grows in: no centre is put there and they are
+            never painted or labelled tumor (e.g. the renal sinus fat and urine of the kidney
+            mask). ``None``: the whole organ.
     """
 
     z_ranges: tuple[tuple[float, float], ...] = ((0.3, 0.7),)
     erode_mm: float | None = 5.0
     max_tries: int = 20
+    tissue_hu: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for low, high in self.z_ranges:
@@ -171,6 +184,8 @@ class PlacementSpec:
                 )
         if self.max_tries < 1:
             raise ParameterError(f"`max_tries` must be >= 1, got {self.max_tries}")
+        if self.tissue_hu is not None:
+            _check_range("tissue_hu", self.tissue_hu, lowest=-2000.0)
 
 
 @dataclass(frozen=True)
@@ -192,8 +207,22 @@ class RealisticSpec:
         mass_effect_reach: how far the warp reaches, in multiples of the mean semi-axis.
         mass_effect_min_radius_mm: tumors with a smaller mean semi-axis push nothing aside
             (lesions under about 1.5 cm do not visibly displace the parenchyma).
-        capsule_width_mm: width of the bright rim at the tumor edge; 0 disables it.
-        capsule_hu: how much brighter the rim is than it would otherwise be.
+        capsule_width_mm: width of a bright capsule along the inside of the tumor edge,
+            painted with partial-volume weights (a capsule thinner than a voxel is not a full
+            voxel); 0 disables it.
+        capsule_hu: how much brighter the capsule is than it would otherwise be (0: none;
+            LiTS-117's lesions show none beyond their enhancing rim, docs/realism.md).
+        contrast_median_hu: median of the delivered mean drop of a tumor (HU), drawn
+            log-normally with ``contrast_log_sd`` and truncated to ``contrast_range_hu``;
+            ``None`` draws it uniformly from the tumor type's ``difference_hu``.
+        contrast_log_sd: standard deviation of the drop's logarithm.
+        contrast_range_hu: the drop's bounds (``None``: the type's ``difference_hu``).
+        rim_fraction: range (uniform) of the enhancing rim's strength: at the very edge the
+            drop is this fraction smaller than in the core (peripheral enhancement).
+        rim_width_mm: range (uniform) of the depth over which the rim fades (e-folding, mm),
+            painted with partial-volume weights.
+        min_fragment_voxels: tumor parts (26-connected) smaller than this, left when the
+            organ, vessels or protected voxels clip a tumor, are removed from image and label.
     """
 
     vessel_threshold_sd: float = 2.5
@@ -207,7 +236,13 @@ class RealisticSpec:
     mass_effect_reach: float = 1.75
     mass_effect_min_radius_mm: float = 8.0
     capsule_width_mm: float = 1.5
-    capsule_hu: float = 30.0
+    capsule_hu: float = 0.0
+    contrast_median_hu: float | None = None
+    contrast_log_sd: float = 0.0
+    contrast_range_hu: tuple[float, float] | None = None
+    rim_fraction: tuple[float, float] = (0.0, 0.0)
+    rim_width_mm: tuple[float, float] = (0.0, 0.0)
+    min_fragment_voxels: int = 8
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_vessel_fraction <= 1.0:
@@ -224,6 +259,24 @@ class RealisticSpec:
             raise ParameterError(f"`mass_effect_reach` must be >= 1, got {self.mass_effect_reach}")
         if self.capsule_width_mm < 0 or self.max_candidates < 1:
             raise ParameterError("`capsule_width_mm` must be >= 0 and `max_candidates` >= 1")
+        if self.contrast_median_hu is not None and not 0.0 < self.contrast_median_hu < 1000.0:
+            raise ParameterError(
+                f"`contrast_median_hu` must be in (0, 1000) HU, got {self.contrast_median_hu}"
+            )
+        if self.contrast_log_sd < 0:
+            raise ParameterError(f"`contrast_log_sd` must be >= 0, got {self.contrast_log_sd}")
+        if self.contrast_range_hu is not None:
+            _check_range("contrast_range_hu", self.contrast_range_hu)
+        _check_range("rim_width_mm", self.rim_width_mm)
+        low, high = self.rim_fraction
+        if not 0.0 <= low <= high < 1.0:
+            raise ParameterError(
+                f"`rim_fraction` must satisfy 0 <= low <= high < 1, got {self.rim_fraction}"
+            )
+        if self.min_fragment_voxels < 0:
+            raise ParameterError(
+                f"`min_fragment_voxels` must be >= 0, got {self.min_fragment_voxels}"
+            )
 
 
 @dataclass(frozen=True)
@@ -269,7 +322,7 @@ class OrganProfile:
                 )
                 for name, spec in data["types"].items()
             }
-            placement = dict(data["placement"])
+            placement = _tuples(dict(data["placement"]))
             placement["z_ranges"] = tuple(tuple(r) for r in placement["z_ranges"])
             return cls(
                 organ=data["organ"],
@@ -277,7 +330,7 @@ class OrganProfile:
                 type_probabilities=dict(data["type_probabilities"]),
                 placement=PlacementSpec(**placement),
                 texture=TextureSpec(**_tuples(data["texture"])),
-                realistic=RealisticSpec(**data["realistic"]),
+                realistic=RealisticSpec(**_tuples(data["realistic"])),
                 description=data.get("description", ""),
             )
         except (KeyError, TypeError) as error:

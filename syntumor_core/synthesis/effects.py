@@ -46,10 +46,12 @@ class VesselDetector:
         cls, image, organ_mask, organ_box: Box, spacing, spec: RealisticSpec, known=None
     ) -> VesselDetector:
         """Detect vessels in the organ's box; ``known`` (a vessel mask, e.g. from a vessel
-        segmentation) is added to what the threshold finds, before the dilation."""
+        segmentation) is added to what the threshold finds, before the dilation.
+        ``organ_mask`` covers the volume or just ``organ_box``."""
         sigma = [1.0 / s for s in spacing]
-        smoothed = separable.gaussian_filter(image[organ_box], sigma, truncate=2.5)
-        organ = organ_mask[organ_box]
+        region = np.ascontiguousarray(image[organ_box], dtype=np.float32)
+        smoothed = separable.gaussian_filter(region, sigma, truncate=2.5)
+        organ = organ_mask if organ_mask.shape == region.shape else organ_mask[organ_box]
         values = smoothed[organ]
         values = values[:: max(1, values.size // 200_000)]
         median = float(np.median(values))
@@ -77,22 +79,45 @@ class VesselDetector:
         return out
 
 
+def max_displacement_mm(radius_mm: float, spec: RealisticSpec) -> float:
+    """The largest shift of :func:`radial_warp`: max over r of A · r · (1 − (r/L)²)²,
+    reached at r = L / √5, i.e. A · L · 0.2862."""
+    reach = float(spec.mass_effect_reach * radius_mm)
+    return float(spec.mass_effect) * reach * (5.0**-0.5) * 0.64
+
+
+def warp_margin(radius_mm: float, spec: RealisticSpec, spacing) -> list[int]:
+    """Voxels beyond the warp's sphere that :func:`radial_warp` needs to see, per axis: the
+    fade (largest shift) plus two voxels, so that the domain's boundary is known there."""
+    fade = max_displacement_mm(radius_mm, spec) + min(spacing)
+    return [int(np.ceil(fade / s)) + 2 for s in spacing]
+
+
 def radial_warp(
     image: np.ndarray,
-    organ: np.ndarray,
+    domain: np.ndarray,
     centre_mm: np.ndarray,
     radius_mm: float,
     spec: RealisticSpec,
     spacing,
 ) -> None:
-    """Push tissue outward from ``centre_mm`` (mm within the given arrays), in place.
+    """Push the tissue of ``domain`` outward from ``centre_mm`` (mm within the arrays), in place.
 
-    Output voxel x samples the input at c + (x − c)(1 − s(r)) with
+    Output voxel x samples the input at c + (x − c)(1 − s(r) · f(x)) with
     s(r) = A (1 − (r/L)²)² for r < L and 0 beyond, A = ``spec.mass_effect``,
     L = ``spec.mass_effect_reach`` · radius. The map is monotonic in r for A < 1 (nothing
-    folds), smooth, and the identity from distance L on, so only voxels inside that sphere are
-    resampled. The image is interpolated linearly, the organ mask by nearest neighbour: the
-    organ boundary near the tumor moves outward.
+    folds), smooth in r, and the identity from distance L on.
+
+    Only voxels of ``domain`` (the organ minus protected voxels) move, and each samples only
+    inside it. With d the chessboard distance (in voxels) from x to the nearest voxel outside
+    the domain, every voxel within d − 1 index steps of x is in the domain; a sampled point at
+    most (d − 2) · s_min mm from x has all its interpolation neighbours there. The largest
+    shift of the map is F (:func:`max_displacement_mm`), so the shift is multiplied by
+    f(x) = clip((d − 2) · s_min / F, 0, 1): it fades to zero over a layer about F wide along
+    the domain's boundary and is zero at the organ's boundary. Voxels outside the domain, and
+    the organ label, never change. Give arrays that reach :func:`warp_margin` beyond the sphere
+    of radius L, so that the domain's boundary is seen wherever the fade needs it (arrays
+    clipped by the volume's edge are fine: sampled points lie between x and c, inside it).
     """
     reach = float(spec.mass_effect_reach * radius_mm)
     axes = [
@@ -102,23 +127,26 @@ def radial_warp(
     squared = (
         axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2
     )
-    moving = _true_indices(squared < np.float32(reach**2))
+    inside = squared < np.float32(reach**2)
+    inside &= domain
+    moving = _true_indices(inside)
     if moving[0].size == 0:
         return
     strength = np.float32(spec.mass_effect)
-    keep = (
-        np.float32(1.0)
-        - strength * (np.float32(1.0) - squared.ravel()[moving[3]] / np.float32(reach**2)) ** 2
-    )
+    shift = strength * (np.float32(1.0) - squared.ravel()[moving[3]] / np.float32(reach**2)) ** 2
+    if not domain.all():
+        finest = float(min(spacing))
+        fade = max(max_displacement_mm(radius_mm, spec), 1e-6)
+        levels = ndimage.distance_transform_cdt(domain, metric="chessboard").ravel()[moving[3]]
+        clearance = (levels.astype(np.float32) - np.float32(2.0)) * np.float32(finest / fade)
+        shift *= np.clip(clearance, 0.0, 1.0)
+    keep = np.float32(1.0) - shift
     coordinates = np.empty((3, keep.size), dtype=np.float32)
     for axis, (c, s) in enumerate(zip(centre_mm, spacing, strict=True)):
         coordinates[axis] = (np.float32(c) + axes[axis][moving[axis]] * keep) / np.float32(s)
         # Mode "nearest": positions beyond the edge take the edge's value.
         np.clip(coordinates[axis], 0.0, image.shape[axis] - 1.0, out=coordinates[axis])
-    warped_organ = _nearest(np.ascontiguousarray(organ), coordinates)
-    index = moving[:3]
-    image[index] = _linear_at(np.ascontiguousarray(image), coordinates)
-    organ[index] = warped_organ
+    image[moving[:3]] = _linear_at(np.ascontiguousarray(image), coordinates)
 
 
 def _linear_at(volume: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
@@ -151,19 +179,58 @@ def _true_indices(mask: np.ndarray) -> tuple[np.ndarray, ...]:
     return first, second, flat - row * mask.shape[2], flat
 
 
-def _nearest(volume: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour values at ``coordinates`` (3, n) within ``volume``, rounded as
-    ``ndimage.map_coordinates(order=0)`` rounds (half up)."""
-    index = np.zeros(coordinates.shape[1], dtype=np.intp)
-    for axis, n in enumerate(volume.shape):
-        index *= n
-        # x + 0.5 is exact in float32 for coordinates below 2**22, so this rounds as scipy.
-        index += np.floor(coordinates[axis] + np.float32(0.5)).astype(np.intp)
-    return np.take(volume.ravel(), index)
+def _depth_layers(tumor: np.ndarray, count: int) -> list[np.ndarray]:
+    """The tumor's first ``count`` layers below its surface: layer j holds the voxels that the
+    (j − 1)-th but not the j-th erosion by a 3×3×3 box keeps (j = 1 is the outermost)."""
+    layers, current = [], np.asarray(tumor, dtype=bool)
+    for _ in range(count):
+        if not current.any():
+            break
+        core = separable.erode_box(current, (3, 3, 3))
+        layers.append(current & ~core)
+        current = core
+    return layers
+
+
+def layer_thickness_mm(spacing) -> float:
+    """Depth one erosion layer stands for: the geometric mean of the spacing."""
+    return float(np.prod(spacing)) ** (1.0 / 3.0)
 
 
 def capsule_rim(tumor: np.ndarray, width_mm: float, spacing) -> np.ndarray:
-    """Soft weight (0..1) of a rim of ``width_mm`` along the inside of the tumor's edge."""
-    core = separable.erode_box(tumor, _box_size(width_mm, spacing))
-    rim = tumor & ~core
-    return separable.gaussian_filter(rim, [0.5 / s for s in spacing]) * tumor
+    """Partial-volume weight (0..1) of a rim ``width_mm`` thick along the inside of the
+    tumor's surface.
+
+    Layer j (j = 1 outermost) covers depths [(j − 1) t, j t] with t the layer thickness
+    (:func:`layer_thickness_mm`); its weight is the part of that depth range inside the rim,
+    clip(width − (j − 1) t, 0, t) / t. A rim thinner than a voxel thus paints the outer layer
+    with weight width / t, not as a full voxel.
+    """
+    thickness = layer_thickness_mm(spacing)
+    count = int(np.ceil(width_mm / thickness)) if width_mm > 0 else 0
+    weight = np.zeros(tumor.shape, dtype=np.float32)
+    for j, layer in enumerate(_depth_layers(tumor, count)):
+        weight[layer] = np.clip(width_mm - j * thickness, 0.0, thickness) / thickness
+    return weight
+
+
+def enhancing_rim(tumor: np.ndarray, width_mm: float, spacing) -> np.ndarray:
+    """Partial-volume weight (0..1) of a rim whose strength decays as exp(−z / width) with the
+    depth z (mm) below the tumor's surface (peripheral enhancement: brightest at the edge).
+
+    Layer j's weight is the mean of that profile over its depths [(j − 1) t, j t]:
+    (width / t) · (exp(−(j − 1) t / width) − exp(−j t / width)), so a rim thinner than a
+    voxel gives the outer layer about width / t, not a full voxel; layers beyond four widths
+    (weight under 2 %) are left out.
+    """
+    weight = np.zeros(tumor.shape, dtype=np.float32)
+    if width_mm <= 0:
+        return weight
+    thickness = layer_thickness_mm(spacing)
+    count = max(1, int(np.ceil(4.0 * width_mm / thickness)))
+    for j, layer in enumerate(_depth_layers(tumor, count)):
+        value = (width_mm / thickness) * (
+            np.exp(-j * thickness / width_mm) - np.exp(-(j + 1) * thickness / width_mm)
+        )
+        weight[layer] = value
+    return weight

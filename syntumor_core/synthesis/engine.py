@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from syntumor_core.errors import ManifestError, ParameterError
+from syntumor_core.synthesis import separable
 from syntumor_core.synthesis.config import OrganProfile, check_profile_name
 from syntumor_core.synthesis.effects import VesselDetector
 from syntumor_core.synthesis.inputs import (
@@ -47,11 +48,13 @@ class Synthesis:
     def manifest(self) -> dict:
         record = copy.deepcopy(self.build_record())
         if self.inputs:
-            image, mask, vessels = self.inputs
+            image, mask, vessels, protect = self.inputs
             record["input"]["image_sha256"] = array_checksum(image)
             record["input"]["mask_sha256"] = array_checksum(mask)
             if vessels is not None:
                 record["input"]["vessel_mask_sha256"] = array_checksum(vessels)
+            if protect is not None:
+                record["input"]["protect_mask_sha256"] = array_checksum(protect)
         return record
 
     @property
@@ -81,6 +84,26 @@ def _prepare(
         if geometry is not None:
             check_finite(image, geometry.box)
     return image, geometry, output
+
+
+def _restrict(image, geometry: OrganGeometry, profile: OrganProfile, protect) -> OrganGeometry:
+    """The geometry with its domain: the organ minus ``protect`` (a volume mask or None) and,
+    when the profile names a tissue range, minus organ voxels outside it."""
+    tissue = profile.placement.tissue_hu
+    if protect is None and tissue is None:
+        return geometry
+    domain = geometry.organ.copy()
+    local = None
+    if protect is not None:
+        local = np.ascontiguousarray(protect[geometry.box])
+        domain &= ~local
+    if tissue is not None:
+        region = np.ascontiguousarray(image[geometry.box], dtype=np.float32)
+        smoothed = separable.gaussian_filter(
+            region, [1.0 / s for s in geometry.spacing], truncate=2.5
+        )
+        domain &= (smoothed >= tissue[0]) & (smoothed <= tissue[1])
+    return geometry.restricted(domain, local)
 
 
 @contextlib.contextmanager
@@ -121,6 +144,8 @@ def synthesize(
     organ_profile: OrganProfile | None = None,
     checksums: bool = True,
     vessel_mask: np.ndarray | None = None,
+    protect: np.ndarray | None = None,
+    min_fragment_voxels: int | None = None,
     out: np.ndarray | None = None,
 ) -> Synthesis:
     """Synthesize tumors into ``image`` inside ``organ_mask``.
@@ -140,6 +165,15 @@ def synthesize(
         vessel_mask: known vessels (profile ``realistic``): a boolean mask of the same shape,
             e.g. a vessel segmentation or a phantom's ``vessels``, added to the vessels found
             by intensity (which misses thin, dim vessel edges). Pass it to :func:`replay` too.
+        protect: voxels never to overlap, move or change (e.g. the scan's real lesions or
+            vessels): a boolean mask of the image's shape. Tumors are carved out of them (and
+            ``realistic`` places tumors away from them), the mass effect neither moves them
+            nor samples from them, and their image values stay as they were. Pass it to
+            :func:`replay` too.
+        min_fragment_voxels: tumor parts (26-connected) smaller than this, left where the
+            organ (or vessels, protected voxels) clip a tumor, are removed from image and
+            label. ``None``: 8 for ``realistic`` (its spec's ``min_fragment_voxels``), 0 for
+            ``paper`` (the published behaviour keeps them).
         checksums: record sha256 checksums of the inputs in the manifest (computed when the
             manifest is first read, about 0.1 s for a 512×512×100 volume); with False the
             manifest holds none and replays cannot verify their inputs.
@@ -168,11 +202,13 @@ def synthesize(
     with _cancelled_on_error(output):
         tumor = organ_profile.tumor_type(tumor_type)
         geometry = check_room(geometry, tumor, organ_profile.organ)
+        protected = _known_vessels(protect, image.shape)
+        geometry = _restrict(image, geometry, organ_profile, protected)
         vessels = None
         if profile == "realistic":
             vessels = VesselDetector.fit(
                 image,
-                geometry.mask,
+                geometry.organ,
                 geometry.box,
                 geometry.spacing,
                 organ_profile.realistic,
@@ -186,6 +222,7 @@ def synthesize(
             realistic=profile == "realistic",
             rng=generator,
             vessels=vessels,
+            min_fragment_voxels=min_fragment_voxels,
         )
         result = render_synthesis(
             image, geometry, params, organ_profile, vessels=vessels, output=output
@@ -204,9 +241,11 @@ def synthesize(
         )
         if known is not None:
             record["input"]["vessel_mask_sha256"] = "given"
+        if protected is not None:
+            record["input"]["protect_mask_sha256"] = "given"
         return record
 
-    inputs = (image, geometry.mask, known) if checksums else ()
+    inputs = (image, geometry.mask, known, protected) if checksums else ()
     return Synthesis(result, build_record, inputs)
 
 
@@ -224,6 +263,7 @@ def replay(
     *,
     verify: bool = True,
     vessel_mask: np.ndarray | None = None,
+    protect: np.ndarray | None = None,
     out: np.ndarray | None = None,
 ) -> Synthesis:
     """Render a manifest again on the same inputs: bit-identical image and label.
@@ -233,6 +273,7 @@ def replay(
         image, organ_mask: the inputs of the original call.
         verify: refuse inputs whose checksums differ from the recorded ones.
         vessel_mask: the known vessels, if the original call was given some.
+        protect: the protected voxels, if the original call was given some.
         out: an array for the result image, as in :func:`synthesize`.
     """
     manifest = check_manifest(manifest)
@@ -243,14 +284,16 @@ def replay(
     )
     with _cancelled_on_error(output):
         known = _replay_inputs(manifest, image, geometry, vessel_mask, verify=verify)
+        protected = _replay_protect(manifest, image, protect, verify=verify)
         geometry = check_room(
             geometry, organ_profile.tumor_type(params.tumor_type), organ_profile.organ
         )
+        geometry = _restrict(image, geometry, organ_profile, protected)
         vessels = None
         if params.profile == "realistic":
             vessels = VesselDetector.fit(
                 image,
-                geometry.mask,
+                geometry.organ,
                 geometry.box,
                 geometry.spacing,
                 organ_profile.realistic,
@@ -296,3 +339,19 @@ def _replay_inputs(manifest, image, geometry, vessel_mask, *, verify: bool) -> n
                 "vessel mask differs from the one the manifest was made with (sha256 mismatch)"
             )
     return known
+
+
+def _replay_protect(manifest, image, protect, *, verify: bool) -> np.ndarray | None:
+    """The protected voxels of a replay: required when the manifest was made with some."""
+    recorded = manifest["input"].get("protect_mask_sha256")
+    if recorded and protect is None:
+        raise ManifestError("the manifest was made with a protect mask: pass the same `protect`")
+    if protect is not None and not recorded:
+        raise ManifestError("the manifest was made without a protect mask: do not pass `protect`")
+    protected = _known_vessels(protect, image.shape)
+    if verify and protected is not None and recorded != "given":
+        if array_checksum(protected) != recorded:
+            raise ManifestError(
+                "protect mask differs from the one the manifest was made with (sha256 mismatch)"
+            )
+    return protected

@@ -56,12 +56,14 @@ class OutputCopy:
             self._next = len(self._jobs)
             self._cancelled = True
 
-    def result(self, organ_box=None) -> tuple[np.ndarray, np.ndarray]:
+    def result(self, organ_box=None, organ=None) -> tuple[np.ndarray, np.ndarray]:
         """The image and the label map (0 background, 1 organ).
 
         Args:
             organ_box: slices holding every voxel of the mask (its bounding box), or None for
                 the whole volume.
+            organ: the mask over ``organ_box`` if already copied (C order), else read from
+                the mask given at the start.
         """
         while (job := self._take()) is not None:
             np.copyto(job[1], job[0], casting="unsafe")
@@ -72,7 +74,7 @@ class OutputCopy:
             raise RuntimeError("the output copy was cancelled; its arrays are incomplete")
         label = np.zeros(self._mask.shape, dtype=np.uint8)
         box = organ_box if organ_box is not None else (slice(None),) * self._mask.ndim
-        label[box] = self._mask[box]
+        label[box] = self._mask[box] if organ is None else organ
         return self.image, label
 
 

@@ -11,9 +11,10 @@ equal the blur of the union to about 1e-7.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from syntumor_core.synthesis import separable
-from syntumor_core.synthesis.effects import capsule_rim
+from syntumor_core.synthesis.effects import capsule_rim, enhancing_rim
 from syntumor_core.synthesis.placement import bounding_box
 from syntumor_core.synthesis.texture import TextureField
 
@@ -117,12 +118,18 @@ def paint_tumor(
 
     ``region``, ``organ`` and ``tumor`` cover ``box`` (volume indices), the tumor's box grown
     by the blur's reach (outside it the blurred mask is 0); ``parts`` are the (box, mask) of
-    each ellipsoid within it.
+    each ellipsoid within it. ``organ`` is where the image may change: the organ minus
+    protected voxels (and tissue the profile excludes).
     """
     blend = params.blend
     sigmas = [blend.blur_sigma_mm / s for s in spacing]
     if blend.kind == "cyst":
         _paint_cyst(region, organ, tumor, params, profile, sigmas, spacing)
+        return
+    appearance = profile.types[params.tumor_type].appearance
+    if params.profile == "realistic" or appearance.delivered:
+        _paint_delivered(region, organ, tumor, params, texture, box, spacing)
+        _paint_capsule(region, organ, tumor, params, profile, spacing)
         return
     margin = blur_margin(blend.blur_sigma_mm, spacing)
     for blur_box, support, mask in blur_groups(tumor, parts, margin):
@@ -134,9 +141,48 @@ def paint_tumor(
         drop *= soft
         target = region[blur_box]
         np.subtract(target, drop, out=target, where=organ[blur_box])
-    if params.profile == "realistic" and profile.realistic.capsule_width_mm > 0:
-        rim = capsule_rim(tumor, profile.realistic.capsule_width_mm, spacing)
-        region += np.float32(profile.realistic.capsule_hu) * rim * organ
+    _paint_capsule(region, organ, tumor, params, profile, spacing)
+
+
+def _paint_capsule(region, organ, tumor, params, profile, spacing) -> None:
+    spec = profile.realistic
+    if params.profile == "realistic" and spec.capsule_width_mm > 0 and spec.capsule_hu != 0:
+        rim = capsule_rim(tumor, spec.capsule_width_mm, spacing)
+        region += np.float32(spec.capsule_hu) * rim * organ
+
+
+def _paint_delivered(region, organ, tumor, params, texture, box: Box, spacing) -> None:
+    """Hypodense tumors whose mean drop over each tumor's voxels is ``difference_hu``.
+
+    drop = difference · blur(Σ_k g_k · w · 1_k) · texture, with 1_k the k-th 26-connected
+    part of the tumor, w = 1 − rim_fraction · rim (the enhancing rim, brightest at the edge)
+    and gains g_k chosen so that the mean drop over part k is ``difference`` (two fixed-point
+    steps: parts interact only through their blurred edges). The image changes only where
+    ``organ`` is set (the tumor lies within it).
+    """
+    blend = params.blend
+    sigmas = [blend.blur_sigma_mm / s for s in spacing]
+    parts, count = ndimage.label(tumor, structure=np.ones((3, 3, 3), dtype=bool))
+    if count == 0:
+        return
+    weight = tumor.astype(np.float32)
+    if blend.rim_fraction > 0 and blend.rim_width_mm > 0:
+        weight -= np.float32(blend.rim_fraction) * enhancing_rim(tumor, blend.rim_width_mm, spacing)
+    shade = texture.values(box)
+    index = parts[tumor]
+    gains = np.ones(count + 1, dtype=np.float64)
+    support = bounding_box(tumor)
+    for _ in range(3):
+        scaled = weight * gains.astype(np.float32)[parts]
+        drop = separable.gaussian_filter(scaled, sigmas, support=support, truncate=BLUR_TRUNCATE)
+        drop *= shade
+        means = np.bincount(index, weights=drop[tumor], minlength=count + 1)
+        means /= np.maximum(np.bincount(index, minlength=count + 1), 1)
+        if np.all(np.abs(means[1:] - 1.0) < 1e-3):
+            break
+        gains[1:] /= np.maximum(means[1:], 1e-3)
+    drop *= np.float32(blend.difference_hu)
+    np.subtract(region, drop, out=region, where=organ)
 
 
 def _paint_cyst(region, organ, tumor, params, profile, sigmas, spacing) -> None:

@@ -42,11 +42,18 @@ class BlendParams:
     blur_sigma_mm: float
     difference_hu: float
     fluid_hu: float
+    rim_fraction: float = 0.0
+    rim_width_mm: float = 0.0
 
 
 @dataclass(frozen=True)
 class SynthesisParams:
-    """Everything drawn for one call. Render it with :func:`render_synthesis`."""
+    """Everything drawn for one call. Render it with :func:`render_synthesis`.
+
+    ``min_fragment_voxels`` is not drawn but fixed per call (profile ``realistic``: its spec's
+    value; ``paper``: 0, the published behaviour, unless asked): tumor parts smaller than this
+    are removed. Manifests written before it existed read as 0.
+    """
 
     organ: str
     profile: str
@@ -55,6 +62,7 @@ class SynthesisParams:
     ellipsoids: tuple[EllipsoidParams, ...]
     texture: TextureParams
     blend: BlendParams
+    min_fragment_voxels: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -79,6 +87,7 @@ class SynthesisParams:
                 ),
                 texture=TextureParams(**data["texture"]),
                 blend=BlendParams(**data["blend"]),
+                min_fragment_voxels=int(data.get("min_fragment_voxels", 0)),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ManifestError(f"malformed synthesis parameters: {error!r}") from error

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from syntumor_core.synthesis.config import OrganProfile
-from syntumor_core.synthesis.effects import VesselDetector, radial_warp
+from syntumor_core.synthesis.effects import VesselDetector, radial_warp, warp_margin
 from syntumor_core.synthesis.output import OutputCopy
 from syntumor_core.synthesis.paint import blur_margin, paint_tumor
 from syntumor_core.synthesis.params import SynthesisParams
@@ -67,13 +68,15 @@ def _within(box: Box, work: Box) -> Box:
 
 
 def _margins(params: SynthesisParams, profile: OrganProfile, spacing) -> list[int]:
-    """Voxels around a tumor that its blur (and, if on, its mass effect) can change."""
+    """Voxels around a tumor that its blur (and, if on, its mass effect) can change or read."""
     margins = blur_margin(params.blend.blur_sigma_mm, spacing)
     if params.profile == "realistic" and profile.realistic.mass_effect > 0:
         largest = max(float(np.mean(e.semi_axes_mm)) for e in params.ellipsoids)
         reach_mm = profile.realistic.mass_effect_reach * largest
+        extra = warp_margin(largest, profile.realistic, spacing)
         margins = [
-            max(m, int(np.ceil(reach_mm / s)) + 1) for m, s in zip(margins, spacing, strict=True)
+            max(m, int(np.ceil(reach_mm / s)) + 1 + e)
+            for m, s, e in zip(margins, spacing, extra, strict=True)
         ]
     return margins
 
@@ -105,14 +108,18 @@ def _clusters(boxes: list[Box]) -> list[tuple[Box, list[int]]]:
     return groups
 
 
-def _apply_mass_effect(region, organ, ellipsoids, profile, work: Box, spacing) -> None:
-    """Warp ``region`` and ``organ`` in place around each tumor (largest first)."""
+def _apply_mass_effect(region, domain, ellipsoids, profile, work: Box, spacing) -> None:
+    """Warp ``region`` in place around each tumor (largest first), only within ``domain``."""
     spec = profile.realistic
     for ellipsoid in sorted(ellipsoids, key=lambda e: -float(np.mean(e.semi_axes_mm))):
         radius = float(np.mean(ellipsoid.semi_axes_mm))
         if radius < spec.mass_effect_min_radius_mm:
             continue
-        reach = [int(np.ceil(spec.mass_effect_reach * radius / s)) + 1 for s in spacing]
+        extra = warp_margin(radius, spec, spacing)
+        reach = [
+            int(np.ceil(spec.mass_effect_reach * radius / s)) + 1 + e
+            for s, e in zip(spacing, extra, strict=True)
+        ]
         local = tuple(
             slice(max(0, c - w.start - r), min(n, c - w.start + r + 1))
             for c, w, r, n in zip(ellipsoid.centre, work, reach, region.shape, strict=True)
@@ -123,19 +130,34 @@ def _apply_mass_effect(region, organ, ellipsoids, profile, work: Box, spacing) -
                 for c, w, sl, s in zip(ellipsoid.centre, work, local, spacing, strict=True)
             ]
         )
-        sub_region, sub_organ = region[local], organ[local]
-        radial_warp(sub_region, sub_organ, centre_mm, radius, spec, spacing)
+        radial_warp(region[local], domain[local], centre_mm, radius, spec, spacing)
+
+
+def remove_fragments(tumor: np.ndarray, min_voxels: int) -> np.ndarray:
+    """``tumor`` without its 26-connected parts of fewer than ``min_voxels`` voxels."""
+    inner = bounding_box(tumor)
+    if min_voxels <= 1 or inner is None:
+        return tumor
+    parts, count = ndimage.label(tumor[inner], structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(parts.ravel(), minlength=count + 1)
+    small = sizes < min_voxels
+    small[0] = False
+    if not small.any():
+        return tumor
+    kept = tumor.copy()
+    kept[inner] &= ~small[parts]
+    return kept
 
 
 def _render_cluster(image, geometry, placed, members, work: Box, params, profile, texture, vessels):
     """One cluster of tumors, rendered from the input (clusters never overlap).
 
-    Returns ``(box, region, organ, tumor)`` over ``box`` (volume indices): the new image values,
-    the organ for the label where it moved (mass effect; else None) and the tumor; or None when
-    nothing changes.
+    Returns ``(box, region, tumor)`` over ``box`` (volume indices): the new image values and
+    the tumor; or None when nothing changes. Only voxels of the geometry's domain (the organ
+    minus protected voxels) change or become tumor.
     """
     spacing = geometry.spacing
-    organ = geometry.mask[work]
+    organ = geometry.domain_in(work)
     tumor = np.zeros(organ.shape, dtype=bool)
     parts = []
     for index in members:
@@ -148,13 +170,13 @@ def _render_cluster(image, geometry, placed, members, work: Box, params, profile
         tumor &= ~vessels.mask(work)
         if profile.realistic.mass_effect > 0:
             warped = np.array(image[work], dtype=np.float32)
-            organ = organ.copy()
             ellipsoids = [placed[i][0] for i in members]
             _apply_mass_effect(warped, organ, ellipsoids, profile, work, spacing)
     tumor &= organ
+    tumor = remove_fragments(tumor, params.min_fragment_voxels)
     inner = bounding_box(tumor)
     if inner is None:
-        return None if warped is None else (work, warped, organ, tumor)
+        return None if warped is None else (work, warped, tumor)
     paint = _grow(inner, blur_margin(params.blend.blur_sigma_mm, spacing), tumor.shape)
     box = tuple(
         slice(w.start + p.start, w.start + p.stop) for w, p in zip(work, paint, strict=True)
@@ -172,8 +194,8 @@ def _render_cluster(image, geometry, placed, members, work: Box, params, profile
         spacing,
     )
     if warped is not None:
-        return work, warped, organ, tumor
-    return box, region, None, tumor[paint]
+        return work, warped, tumor
+    return box, region, tumor[paint]
 
 
 def _crop_part(box: Box, mask: np.ndarray, within: Box) -> tuple[Box, np.ndarray]:
@@ -230,7 +252,7 @@ def render_synthesis(
         if all(o.stop > o.start for o in outer):
             placed.append((ellipsoid, shape.mask[inner], outer))
     if not placed:
-        return SynthesisResult(*output.result(geometry.box), params, profile, None)
+        return SynthesisResult(*output.result(geometry.box, geometry.organ), params, profile, None)
     margins = _margins(params, profile, spacing)
     clusters = _clusters([_grow(outer, margins, image.shape) for _, _, outer in placed])
     texture = None
@@ -245,16 +267,16 @@ def render_synthesis(
     if params.profile != "realistic":
         vessels = None
     elif vessels is None:
-        vessels = VesselDetector.fit(image, geometry.mask, geometry.box, spacing, profile.realistic)
+        vessels = VesselDetector.fit(
+            image, geometry.organ, geometry.box, spacing, profile.realistic
+        )
     painted = [
         _render_cluster(image, geometry, placed, members, work, params, profile, texture, vessels)
         for work, members in clusters
     ]
-    out_image, label = output.result(geometry.box)
-    for box, region, organ, tumor in filter(None, painted):
+    out_image, label = output.result(geometry.box, geometry.organ)
+    for box, region, tumor in filter(None, painted):
         out_image[box] = region
-        if organ is not None:
-            label[box] = organ
         np.copyto(label[box], np.uint8(TUMOR_LABEL), where=tumor)
     changed = _union([work for work, _ in clusters])
     return SynthesisResult(out_image, label, params, profile, changed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -73,7 +74,7 @@ class _RealisticChecker:
         self.spec = profile.realistic
         self.geometry = geometry
         self.vessels = vessels or VesselDetector.fit(
-            image, geometry.mask, geometry.box, geometry.spacing, self.spec
+            image, geometry.organ, geometry.box, geometry.spacing, self.spec
         )
         self.placed: list[Shape] = []
 
@@ -82,8 +83,8 @@ class _RealisticChecker:
 
         Penalties, as fractions of the tumor's volume: overlap with earlier tumors, vessel
         voxels beyond ``max_vessel_fraction`` (a large tumor always meets some vessels; the
-        render carves them out of it), and volume outside the organ's margin beyond
-        ``max_outside_fraction``.
+        render carves them out of it), protected voxels (any; the render carves them out
+        too), and volume outside the organ's margin beyond ``max_outside_fraction``.
         """
         spacing = self.geometry.spacing
         shape = placed_shape(ellipsoid, spacing)
@@ -91,8 +92,10 @@ class _RealisticChecker:
         mask = shape.mask[inner]
         if mask.size == 0 or not mask.any():
             return float("inf")
-        organ = self.geometry.mask[outer]
-        hits = int(np.count_nonzero(mask & organ & self.vessels.mask(outer)))  # type: ignore[arg-type]
+        domain = self.geometry.domain_in(outer)
+        hits = int(np.count_nonzero(mask & domain & self.vessels.mask(outer)))  # type: ignore[arg-type]
+        protect = self.geometry.protect_in(outer)
+        protected = 0 if protect is None else int(np.count_nonzero(mask & protect))
         grown_axes = tuple(a + self.spec.surface_margin_mm for a in ellipsoid.semi_axes_mm)
         grown = rasterize_ellipsoid(grown_axes, spacing)
         grid = grid_shape(grown_axes, spacing)
@@ -100,14 +103,14 @@ class _RealisticChecker:
             c + o - n // 2 for c, o, n in zip(ellipsoid.centre, grown.offset, grid, strict=True)
         )
         g_outer, g_inner = clip_to_volume(Shape(grown.mask, grown_offset), self.geometry.mask.shape)  # type: ignore[arg-type]
-        inside = np.count_nonzero(grown.mask[g_inner] & self.geometry.mask[g_outer])
+        inside = np.count_nonzero(grown.mask[g_inner] & self.geometry.domain_in(g_outer))
         outside = 1.0 - inside / max(1, int(np.count_nonzero(grown.mask)))
         overlap = (
             0 if self.spec.allow_overlap else sum(_overlap(shape, other) for other in self.placed)
         )
         size = float(np.count_nonzero(mask))
         penalty = (
-            overlap / size
+            (overlap + protected) / size
             + max(0.0, hits / size - self.spec.max_vessel_fraction)
             + max(0.0, outside - self.spec.max_outside_fraction)
         )
@@ -140,10 +143,13 @@ def sample_synthesis(
     realistic: bool,
     rng: np.random.Generator,
     vessels: VesselDetector | None = None,
+    min_fragment_voxels: int | None = None,
 ) -> SynthesisParams:
     """Draw every random number of one call, in a fixed order, from ``rng``.
 
     ``vessels`` (profile ``realistic``) is fitted here when not given.
+    ``min_fragment_voxels``: tumor parts smaller than this are removed (``None``: the
+    ``realistic`` spec's value, or 0 for ``paper``, the published behaviour).
     """
     tumor = profile.tumor_type(tumor_type)
     geometry = check_room(geometry, tumor, profile.organ)
@@ -178,6 +184,11 @@ def sample_synthesis(
         difference_hu=float(rng.uniform(*appearance.difference_hu)),
         fluid_hu=float(rng.uniform(*appearance.fluid_hu)),
     )
+    if realistic:
+        # Drawn after everything the published method draws, so that ``paper`` is unchanged.
+        blend = _realistic_blend(blend, appearance, profile.realistic, rng)
+    if min_fragment_voxels is None:
+        min_fragment_voxels = profile.realistic.min_fragment_voxels if realistic else 0
     return SynthesisParams(
         organ=profile.organ,
         profile="realistic" if realistic else "paper",
@@ -186,4 +197,22 @@ def sample_synthesis(
         ellipsoids=tuple(ellipsoids),
         texture=texture,
         blend=blend,
+        min_fragment_voxels=int(min_fragment_voxels),
+    )
+
+
+def _realistic_blend(blend: BlendParams, appearance, spec, rng) -> BlendParams:
+    """Profile ``realistic``: the delivered drop and the enhancing rim, from the spec's
+    distributions (docs/realism.md says where the liver's come from)."""
+    low, high = spec.contrast_range_hu or appearance.difference_hu
+    if spec.contrast_median_hu is None:
+        drop = float(rng.uniform(low, high))
+    else:
+        drop = spec.contrast_median_hu * float(np.exp(rng.normal(0.0, spec.contrast_log_sd)))
+        drop = float(np.clip(drop, low, high))
+    return dataclasses.replace(
+        blend,
+        difference_hu=drop,
+        rim_fraction=float(rng.uniform(*spec.rim_fraction)),
+        rim_width_mm=float(rng.uniform(*spec.rim_width_mm)),
     )

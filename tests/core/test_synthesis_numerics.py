@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from syntumor_core.errors import VolumeError
-from syntumor_core.synthesis.effects import _nearest, _true_indices
+from syntumor_core.synthesis.effects import _true_indices
 from syntumor_core.synthesis.inputs import check_finite
 from syntumor_core.synthesis.output import OutputCopy
 from syntumor_core.synthesis.paint import blur_groups
@@ -200,16 +200,6 @@ def test_finite_check_refuses_nan_and_infinity_but_not_large_values():
         with pytest.raises(VolumeError, match="1 NaN or infinite"):
             check_finite(broken, box)
     check_finite(broken, (slice(0, 4),) * 3)  # outside the box it is not read
-
-
-def test_nearest_neighbour_lookup_rounds_as_map_coordinates():
-    generator = np.random.default_rng(8)
-    volume = generator.integers(0, 2, (13, 17, 11), dtype=np.uint8)
-    coordinates = np.stack([generator.uniform(0, n - 1, 500) for n in volume.shape])
-    coordinates = coordinates.astype(np.float32)
-    coordinates[:, :100] = np.round(coordinates[:, :100] * 2) / 2  # ties at .5 included
-    expected = ndimage.map_coordinates(volume, coordinates, order=0, mode="nearest")
-    assert np.array_equal(_nearest(volume, coordinates), expected)
 
 
 def test_true_indices_equal_nonzero():

@@ -146,43 +146,56 @@ def test_with_the_phantoms_vessel_mask_no_tumor_voxel_is_on_a_vessel(phantom):
 # --- realistic: mass effect and capsule ------------------------------------------------------------
 
 
-def test_mass_effect_pushes_the_organ_boundary_outward(big_liver):
+def test_mass_effect_pushes_parenchyma_outward_inside_the_organ_only(big_liver):
+    """The warp moves tissue inside the organ away from the tumor, fades to nothing at the
+    organ's boundary, and neither changes a voxel outside the mask nor grows the organ."""
     mask, spacing = big_liver.mask, np.asarray(big_liver.spacing)
-    spec = get_organ_profile("liver").realistic
+    liver = get_organ_profile("liver")
+    still = dataclasses.replace(
+        liver, realistic=dataclasses.replace(liver.realistic, mass_effect=0.0)
+    )
     for seed in range(2):
-        out = synthesize(
-            big_liver.image,
-            mask,
-            spacing=big_liver.spacing,
-            seed=seed,
-            tumor_type="large",
-            profile="realistic",
-        )
-        organ_after = out.label >= 1
-        grown = organ_after & ~mask
-        lost = mask & ~organ_after
-        assert organ_after.sum() > mask.sum()
-        assert grown.sum() > 50 and lost.sum() * 5 < grown.sum(), (grown.sum(), lost.sum())
-        assert not ((out.label == 2) & ~organ_after).any()
-        # Every voxel that became organ lies within the warp's reach of some tumor centre.
-        points = np.argwhere(grown) * spacing
+        kwargs = dict(spacing=big_liver.spacing, seed=seed, tumor_type="large", profile="realistic")
+        out = synthesize(big_liver.image, mask, **kwargs)
+        flat = synthesize(big_liver.image, mask, organ_profile=still, **kwargs)
+        assert np.array_equal(out.label >= 1, mask), "the organ label changed"
+        assert np.array_equal(out.image[~mask], big_liver.image[~mask])
+        assert np.array_equal(out.label, flat.label)
+        # Beyond the blur's reach (3 sigma <= 6 mm) the tumor's paint is zero: differences
+        # there are the warp's.
+        far = ndimage.distance_transform_edt(out.label != 2, sampling=spacing) > 7.0
+        moved = (out.image != flat.image) & far
+        assert moved.sum() > 500, "the mass effect moved nothing"
+        # Every moved voxel lies within the warp's reach of some tumor centre ...
+        points = np.argwhere(moved) * spacing
         near = np.zeros(len(points), dtype=bool)
         for ellipsoid in out.params.ellipsoids:
-            reach = spec.mass_effect_reach * float(np.mean(ellipsoid.semi_axes_mm))
+            reach = liver.realistic.mass_effect_reach * float(np.mean(ellipsoid.semi_axes_mm))
             near |= np.linalg.norm(points - np.asarray(ellipsoid.centre) * spacing, axis=1) < reach
         assert near.all()
-        # Without the mass effect the organ keeps its shape.
-        still = dataclasses.replace(spec, mass_effect=0.0)
-        flat = synthesize(
-            big_liver.image,
-            mask,
-            spacing=big_liver.spacing,
-            seed=seed,
-            tumor_type="large",
-            profile="realistic",
-            organ_profile=dataclasses.replace(get_organ_profile("liver"), realistic=still),
-        )
-        assert np.array_equal(flat.label >= 1, mask)
+        # ... and none touches the organ's boundary (the shift fades to zero there).
+        edge = mask & ~ndimage.binary_erosion(mask, np.ones((3, 3, 3), bool))
+        assert not (moved & edge).any()
+
+
+def test_mass_effect_moves_a_feature_away_from_the_tumor():
+    """A bright shell around the tumor's centre ends up farther out after the warp, and
+    nothing outside the domain changes."""
+    from syntumor_core.synthesis.config import RealisticSpec
+    from syntumor_core.synthesis.effects import radial_warp
+
+    spacing = (1.0, 1.0, 1.0)
+    grid = np.indices((61, 61, 61)).astype(np.float32) - 30.0
+    radius = np.sqrt((grid**2).sum(axis=0))
+    image = np.where(np.abs(radius - 12.0) < 1.0, 200.0, 100.0).astype(np.float32)
+    domain = radius < 29.0
+    before = float((radius * (image - 100)).sum() / (image - 100).sum())
+    spec = RealisticSpec(mass_effect=0.3, mass_effect_reach=1.75)
+    warped = image.copy()
+    radial_warp(warped, domain, np.array([30.0, 30.0, 30.0]), 14.0, spec, spacing)
+    after = float((radius * (warped - 100)).sum() / (warped - 100).sum())
+    assert after > before + 1.0
+    assert np.array_equal(warped[~domain], image[~domain])
 
 
 def _rim_and_core(tumor: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
@@ -193,25 +206,40 @@ def _rim_and_core(tumor: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("case_name", ["small_liver", "big_liver"])
-def test_capsule_rim_is_brighter_than_the_core_and_than_without_capsule(request, case_name):
+def test_capsule_rim_is_brighter_than_without_capsule(request, case_name):
     case = request.getfixturevalue(case_name)  # 1.5 mm and 2 mm voxels
     liver = get_organ_profile("liver")
-    no_capsule = dataclasses.replace(
-        liver, realistic=dataclasses.replace(liver.realistic, capsule_width_mm=0.0)
-    )
+    spec = dataclasses.replace(liver.realistic, capsule_width_mm=2.0, capsule_hu=30.0)
+    capsule = dataclasses.replace(liver, realistic=spec)
     for seed in range(2):
         kwargs = dict(spacing=case.spacing, seed=seed, tumor_type="medium", profile="realistic")
-        with_rim = synthesize(case.image, case.mask, **kwargs)
-        without = synthesize(case.image, case.mask, organ_profile=no_capsule, **kwargs)
+        with_rim = synthesize(case.image, case.mask, organ_profile=capsule, **kwargs)
+        without = synthesize(case.image, case.mask, **kwargs)
         assert np.array_equal(with_rim.label, without.label)
         rim, core = _rim_and_core(with_rim.label == 2, case.spacing)
         assert rim.sum() > 50 and core.sum() > 50
         rim_with, core_with = with_rim.image[rim].mean(), with_rim.image[core].mean()
         rim_without, core_without = without.image[rim].mean(), without.image[core].mean()
-        assert rim_with > core_with + 10.0
-        assert rim_with > rim_without + 0.3 * liver.realistic.capsule_hu
-        assert abs(core_with - core_without) < 1.0
-        assert (rim_with - core_with) > (rim_without - core_without) + 5.0
+        assert rim_with > rim_without + 0.3 * 30.0
+        assert abs(core_with - core_without) < 0.25 * (rim_with - rim_without)
+
+
+def test_a_rim_thinner_than_a_voxel_gets_a_partial_weight():
+    from syntumor_core.synthesis.effects import capsule_rim, enhancing_rim
+
+    tumor = np.zeros((21, 21, 21), dtype=bool)
+    tumor[3:18, 3:18, 3:18] = True
+    for spacing in ((1.0, 1.0, 1.0), (2.0, 2.0, 2.0)):
+        thin = capsule_rim(tumor, 0.5, spacing)
+        assert np.isclose(thin[3, 10, 10], 0.5 / spacing[0])  # the outer layer only
+        assert thin[4, 10, 10] == 0 and thin[10, 10, 10] == 0
+        wide = capsule_rim(tumor, 3.0, spacing)
+        assert wide[3, 10, 10] == 1.0 and not wide[~tumor].any()
+        # The enhancing rim's outer layer is the mean of exp(-z / w) over its depth.
+        w = 0.5
+        outer = enhancing_rim(tumor, w, spacing)[3, 10, 10]
+        assert np.isclose(outer, w / spacing[0] * (1 - np.exp(-spacing[0] / w)), rtol=1e-5)
+        assert outer < 0.5
 
 
 def test_realistic_profile_keeps_labels_and_box(small_liver):
