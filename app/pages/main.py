@@ -1,7 +1,8 @@
 """The main pages: home, login/logout; the work pages are included from their modules.
 
 - :mod:`app.pages.volumes`: upload, the volume list, the volume page (viewer, segment form);
-- :mod:`app.pages.results`: segmentation and synthesis results, the synthesis form, jobs.
+- :mod:`app.pages.results`: segmentation and synthesis results, the synthesis form, jobs;
+- :mod:`app.pages.realism`: the published realism report (``syntumor realism --publish``).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 
 from app import auth
-from app.pages import results, volumes
+from app.pages import realism, results, volumes
 from app.pages.common import page_user, render
 
 router = APIRouter(include_in_schema=False)
 router.include_router(volumes.router)
 router.include_router(results.router)
+router.include_router(realism.router)
 
 
 def _safe_next(target: str | None) -> str:
