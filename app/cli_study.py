@@ -90,7 +90,12 @@ def _spec(options: dict, spec_file: Path | None) -> dict:
             "arms": [{"name": options["arm1_name"], "truth": "real", "source": "volumes",
                       "volumes": [{"image_id": i} for i in options["real"]]}, arm1],
             "examples": [{"image_id": i, "caption": "Real tumor (example)"} for i in options["example"]],
+            "practice": [{"image_id": i, "truth": t} for t in ("real", "synthetic")
+                         for i in options[f"practice_{t}"]],
+            "questions": {"comment": options["ask_comment"], "features": options["ask_features"]},
         }  # fmt: skip
+    if options["acknowledge"]:
+        raw["acknowledge"] = [*raw.get("acknowledge", []), *options["acknowledge"]]
     try:
         return StudyCreate.model_validate(raw).model_dump()
     except ValidationError as error:
@@ -132,6 +137,22 @@ def create(
     repeats: Annotated[int, typer.Option(help="Cases shown twice (intra-reader kappa).")] = 0,
     click: Annotated[bool, typer.Option(help="Ask where a case looks synthetic.")] = False,
     box_mm: Annotated[float | None, typer.Option(help="Largest field of view shown, mm.")] = None,
+    practice_real: Annotated[
+        list[int] | None, typer.Option(help="Practice case of a real tumor, read first (repeat).")
+    ] = None,
+    practice_synthetic: Annotated[
+        list[int] | None, typer.Option(help="Practice case of a synthetic tumor (repeat).")
+    ] = None,
+    ask_comment: Annotated[bool, typer.Option(help="Ask for a comment per case.")] = False,
+    ask_features: Annotated[
+        bool, typer.Option(help="Ask which features gave a case away.")
+    ] = False,
+    acknowledge: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Code of a design warning to accept (repeat; also added to a --spec file's).",
+        ),
+    ] = None,
     spec: Annotated[
         Path | None,
         typer.Option(help="A JSON spec as POST /api/v1/studies takes (overrides the options)."),
@@ -148,7 +169,8 @@ def create(
     from app.services import studies as service
 
     options = dict(locals())
-    for key in ("real", "healthy", "synthetic_volume", "example"):
+    for key in ("real", "healthy", "synthetic_volume", "example", "practice_real",
+                "practice_synthetic", "acknowledge"):  # fmt: skip
         options[key] = options[key] or []
     if spec is None and not options["real"]:
         _fail("give the real arm's cases with --real ID (repeat), or a --spec file")
@@ -161,12 +183,19 @@ def create(
             study = service.create_study(session, user, _spec(options, spec))
             job = service.queue_prepare(session, study, user.id)
         except service.StudyError as error:
+            _echo_checks(getattr(error, "checks", None) or [])
             _fail(str(error))
         session.commit()
         study_id, job_id = study.id, job.id
     typer.echo(f"study {study_id} created; preparation queued as job {job_id}")
     if run_jobs:
         _run_jobs(settings, data_dir, study_id)
+
+
+def _echo_checks(checks: list[dict]) -> None:
+    """The design checks, one a line: level, code, message (warnings: what --acknowledge takes)."""
+    for check in checks:
+        typer.echo(f"{check['level']:7s}  {check['code']}: {check['message']}", err=True)
 
 
 def _run_jobs(settings, data_dir, study_id: int) -> None:

@@ -3,15 +3,17 @@
 - A **study** belongs to an owner (admin or researcher) and holds the settings readers see.
 - It has two **arms**; each arm's truth is ``real`` or ``synthetic`` and its cases either come
   from stored volumes or are synthesized by the worker into healthy volumes.
-- A **case** is one volume shown to readers (``role="test"``) or an example shown with its
-  caption before the test (``role="example"``). Its blinded copy (``served_path``) is what
+- A **case** is one volume shown to readers (``role="test"``), an example shown with its
+  caption before the test (``role="example"``), or a practice case (``role="practice"``): read
+  first, its truth shown after the answer, and left out of every statistic and export. Its blinded copy (``served_path``) is what
   readers download; the stored volumes may be deleted later without losing answers.
 - A **reader** is invited by a link whose token is stored only as a SHA-256, with or without an
   account (``user_id``). Their own seeded order is a list of **readings** (a case, and 0 for
   its first showing or 1 for a repeat), each with an opaque per-reader token used in URLs.
 - An **answer** is unique per (reader, case, reading): a repeated submission finds it.
 
-Migration ``0002_studies`` creates these tables.
+Migration ``0002_studies`` creates these tables; ``0004_study_questions`` adds the question
+set (``Study.questions``) and the answers' ``comment`` and ``features``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Study(Base):
     seed: Mapped[int] = mapped_column(Integer, default=0)
     design: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     grid: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    questions: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"comment", "features"}
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -189,6 +192,8 @@ class StudyAnswer(Base):
     answer: Mapped[str] = mapped_column(String(16))
     confidence: Mapped[int | None] = mapped_column(Integer)
     click: Mapped[list[Any] | None] = mapped_column(JSON)
+    comment: Mapped[str | None] = mapped_column(Text)
+    features: Mapped[list[Any] | None] = mapped_column(JSON)
     time_ms: Mapped[int] = mapped_column(Integer, default=0)
     changes: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

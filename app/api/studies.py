@@ -23,6 +23,7 @@ from app.api.common import DbInt, Id, PageParams, job_json, page_params, paginat
 from app.models import Role, User
 from app.models_studies import Study, StudyReader
 from app.services import studies as service
+from app.services import studies_checks
 from app.services import studies_views as views
 from app.services.studies import StudyError
 
@@ -71,6 +72,20 @@ class ExampleItem(CaseItem):
     arm: int = Field(0, ge=0, le=1, description="Arm the example belongs to.")
 
 
+class PracticeItem(CaseItem):
+    truth: Literal["real", "synthetic"] = Field(
+        description="Known truth, shown after the answer; the case joins the arm of that truth."
+    )
+
+
+class QuestionSet(BaseModel):
+    comment: bool = Field(False, description="Ask for an optional free-text comment per case.")
+    features: bool = Field(
+        False,
+        description="Ask which features gave a case away: " + ", ".join(service.FEATURES) + ".",
+    )
+
+
 class StudyCreate(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=5000)
@@ -86,6 +101,18 @@ class StudyCreate(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed of the synthesis plan.")
     arms: list[ArmCreate] = Field(min_length=2, max_length=2)
     examples: list[ExampleItem] = Field(default_factory=list, max_length=20)
+    practice: list[PracticeItem] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Practice cases: read first, truth shown after each answer, never counted.",
+    )
+    questions: QuestionSet = Field(default_factory=QuestionSet)
+    acknowledge: list[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,60}$")]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Codes of the design warnings the owner accepts (see POST /studies/checks); "
+        "a design with warnings not listed here is refused with 409.",
+    )
     prepare: bool = Field(True, description="Queue the preparation job at once.")
 
 
@@ -121,14 +148,40 @@ def list_studies(user: OwnerDep, db: SessionDep, page: PageParams = Depends(page
     return paginate(db, query, page, lambda study: service.study_json(db, study))
 
 
-@router.post("/studies", status_code=201)
-def create_study(body: StudyCreate, user: OwnerDep, db: SessionDep) -> dict:
-    """Create a study (a draft) and, unless ``prepare`` is false, queue its preparation."""
+@router.post("/studies/checks")
+def check_design(body: StudyCreate, user: OwnerDep, db: SessionDep) -> dict:
+    """The design checks of a study spec, before anything is created or prepared.
+
+    Answers ``{"arms", "grid", "checks", "unacknowledged", "ok"}``: each check has a ``code``,
+    a ``level`` (``info``; ``warning``: a confound to acknowledge by listing its code in
+    ``acknowledge``; ``error``: the study cannot be blinded), a ``message`` and the ``cue``
+    it leaves to readers. ``ok`` says whether ``POST /studies`` would accept the spec.
+    """
+    try:
+        report = studies_checks.design_report(db, body.model_dump())
+    except StudyError as error:
+        _raise(error)
+    return report
+
+
+@router.post(
+    "/studies",
+    status_code=201,
+    responses={409: {"description": "Design warnings not acknowledged (listed in `checks`)."}},
+)
+def create_study(body: StudyCreate, user: OwnerDep, db: SessionDep):
+    """Create a study (a draft) and, unless ``prepare`` is false, queue its preparation.
+
+    The design is checked first (``POST /studies/checks``): errors answer 422 and warnings not
+    listed in ``acknowledge`` answer 409, both with the ``checks`` beside the ``detail``.
+    """
     try:
         study = service.create_study(db, user, body.model_dump())
         job = service.queue_prepare(db, study, user.id) if body.prepare else None
     except StudyError as error:
         db.rollback()
+        if getattr(error, "checks", None) is not None:
+            return JSONResponse({"detail": str(error), "checks": error.checks}, error.status)
         _raise(error)
     db.commit()
     return {**service.study_json(db, study, detail=True), "job": job_json(job) if job else None}

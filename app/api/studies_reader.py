@@ -12,16 +12,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.orm import Session
 
 from app import auth
 from app.api.common import DbInt
 from app.models_studies import StudyCase, StudyReader
 from app.services import studies_reading as reading_service
-from app.services.studies import READER_TOKEN_PREFIX, StudyError, token_digest
+from app.services.studies import FEATURES, READER_TOKEN_PREFIX, StudyError, token_digest
 
 router = APIRouter(prefix="/reader", tags=["reader"])
+MAX_COMMENT = 2000
 SESSION_READER = "reader_id"
 SESSION_READER_KEY = "reader_key"
 IMAGE_MEDIA_TYPE = "application/octet-stream"  # NIfTI-1 has no registered media type
@@ -89,7 +90,30 @@ class AnswerBody(BaseModel):
     click: list[DbInt] | None = Field(
         None, min_length=3, max_length=3, description="Voxel [i, j, k] that looks synthetic."
     )
+    comment: str | None = Field(
+        None, max_length=MAX_COMMENT, description="Free text (when the study asks for it)."
+    )
+    features: list[str] | None = Field(
+        None,
+        max_length=len(FEATURES),
+        description="What gave the case away (when the study asks): " + ", ".join(FEATURES) + ".",
+    )
     time_ms: int = Field(0, ge=0, le=24 * 3600 * 1000, description="Time spent on the case.")
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, features: list[str] | None) -> list[str] | None:
+        if features is None:
+            return None
+        unknown = [name for name in features if name not in FEATURES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a feature; choose from {', '.join(FEATURES)}")
+        return [name for name in FEATURES if name in features]  # one order, no repeats
+
+    @field_validator("comment")
+    @classmethod
+    def _blank_is_none(cls, comment: str | None) -> str | None:
+        return comment.strip() or None if comment is not None else None
 
 
 def _raise(error: StudyError):
@@ -154,7 +178,11 @@ def get_example_image(token: str, request: Request, reader: ReaderDep, db: Sessi
 def put_answer(
     token: str, body: AnswerBody, response: Response, reader: ReaderDep, db: SessionDep
 ) -> dict:
-    """Answer a case. Sending the same answer again is harmless (200, nothing changes)."""
+    """Answer a case. Sending the same answer again is harmless (200, nothing changes).
+
+    ``truth`` is the answer key of a practice case (shown to the reader after answering) and
+    null for every test case.
+    """
     try:
         reading = reading_service.reading_for_token(db, reader, token)
         row, created = reading_service.submit_answer(db, reader, reading, body.model_dump())
@@ -162,7 +190,11 @@ def put_answer(
         _raise(error)
     response.status_code = 201 if created else 200
     progress = reading_service.progress(db, reader)
-    return {"answer": reading_service.answer_json(row), "progress": progress}
+    return {
+        "answer": reading_service.answer_json(row),
+        "progress": progress,
+        "truth": reading_service.practice_truth(reading, answered=True),
+    }
 
 
 def token_reader(db: Session, token: str) -> StudyReader | None:

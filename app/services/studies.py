@@ -34,6 +34,7 @@ READER_TOKEN_PREFIX = "rd_"
 MAX_CASES = 500
 TRUTHS = ("real", "synthetic")
 ARM_SOURCES = ("volumes", "synthesize")
+FEATURES = ("texture", "margin", "shape", "enhancement", "location", "other")
 
 
 class StudyError(ValueError):
@@ -124,7 +125,7 @@ def _check_arms(spec: dict[str, Any]) -> None:
 
 def _add_volume_cases(session: Session, study: Study, arm: StudyArm, items, role: str) -> None:
     for item in items:
-        where = f"arm {arm.name!r}" if role == "test" else "example"
+        where = f"arm {arm.name!r}" if role == "test" else role
         image = _image(session, item["image_id"], where)
         label = _label(session, image, item.get("label_id"), where)
         case = StudyCase(
@@ -189,6 +190,7 @@ def create_study(session: Session, owner: User, spec: dict[str, Any]) -> Study:
         click_synthetic=spec.get("click_synthetic", False),
         seed=spec.get("seed") if spec.get("seed") is not None else secrets.randbits(31),
         design={key: spec.get(key) for key in ("box_mm", "spacing_mm")},
+        questions=_questions(spec.get("questions")),
     )
     session.add(study)
     for position, arm_spec in enumerate(spec["arms"]):
@@ -216,11 +218,41 @@ def create_study(session: Session, owner: User, spec: dict[str, Any]) -> Study:
     for example in spec.get("examples") or []:
         arm = study.arms[example.get("arm", 0)]
         _add_volume_cases(session, study, arm, [example], "example")
+    for item in spec.get("practice") or []:
+        _add_volume_cases(session, study, _arm_of_truth(study, item["truth"]), [item], "practice")
     n_test = sum(case.role == "test" for case in study.cases)
     if study.repeats > n_test:
         raise StudyError(f"repeats ({study.repeats}) cannot exceed the number of cases ({n_test})")
+    _check_design(session, study, owner, spec)
     session.flush()
     return study
+
+
+def _questions(asked: dict[str, Any] | None) -> dict[str, bool]:
+    """The study's question set beyond real/synthetic: a comment, the features that told."""
+    asked = asked or {}
+    return {"comment": bool(asked.get("comment")), "features": bool(asked.get("features"))}
+
+
+def _arm_of_truth(study: Study, truth: str) -> StudyArm:
+    """The one arm whose truth a practice case has (its truth is shown after the answer)."""
+    arms = [arm for arm in study.arms if arm.truth == truth]
+    if len(arms) != 1:
+        raise StudyError(
+            f"a practice case of truth {truth!r} needs exactly one arm of that truth; "
+            f"this study has {len(arms)}"
+        )
+    return arms[0]
+
+
+def _check_design(session: Session, study: Study, owner: User, spec: dict[str, Any]) -> None:
+    """Run the design checks; refuse errors and warnings not acknowledged; record them."""
+    from app.services import studies_checks as checks
+
+    report = checks.design_report(session, spec)
+    acknowledged = list(spec.get("acknowledge") or [])
+    checks.require_acknowledged(report, acknowledged)
+    study.design = {**study.design, **checks.record(report, acknowledged, owner)}
 
 
 def queue_prepare(session: Session, study: Study, owner_id: int | None) -> Job:
@@ -273,12 +305,15 @@ def invite_reader(
         token_hash=token_digest(token),
         order_seed=seed,
     )
+    rng = np.random.default_rng(seed)
+    practice = [study_case for study_case in study.cases if study_case.role == "practice"]
     cases = _test_cases(study)
-    order = reading_order(len(cases), study.repeats, rng=np.random.default_rng(seed))
-    for position, (index, reading) in enumerate(order, start=1):
+    order = [(practice[i], 0) for i in rng.permutation(len(practice))]  # practice first
+    order += [(cases[i], r) for i, r in reading_order(len(cases), study.repeats, rng=rng)]
+    for position, (study_case, reading) in enumerate(order, start=1):
         reader.readings.append(
             StudyReading(
-                case_id=cases[index].id,
+                case_id=study_case.id,
                 position=position,
                 reading=reading,
                 token=new_case_token(),
@@ -299,11 +334,12 @@ def reissue_link(session: Session, reader: StudyReader) -> str:
 
 
 def answered_counts(session: Session, study: Study) -> dict[int, int]:
-    """Answers per reader id of ``study``."""
+    """Answers to test cases (practice left out) per reader id of ``study``."""
     rows = session.execute(
         select(StudyAnswer.reader_id, func.count())
         .join(StudyReader, StudyReader.id == StudyAnswer.reader_id)
-        .where(StudyReader.study_id == study.id)
+        .join(StudyCase, StudyCase.id == StudyAnswer.case_id)
+        .where(StudyReader.study_id == study.id, StudyCase.role == "test")
         .group_by(StudyAnswer.reader_id)
     )
     return {reader_id: count for reader_id, count in rows}
@@ -326,7 +362,7 @@ def reader_json(reader: StudyReader, answered: int) -> dict[str, Any]:
         "order_seed": reader.order_seed,
         "revoked": reader.revoked,
         "answered": answered,
-        "total": len(reader.readings),
+        "total": sum(reading.case.role == "test" for reading in reader.readings),
         "invited_at": _iso(reader.invited_at),
         "started_at": _iso(reader.started_at),
         "finished_at": _iso(reader.finished_at),
@@ -359,6 +395,7 @@ def settings_json(study: Study) -> dict[str, Any]:
         "allow_change": study.allow_change,
         "repeats": study.repeats,
         "click_synthetic": study.click_synthetic,
+        "questions": _questions(study.questions),
     }
 
 
@@ -384,6 +421,7 @@ def study_json(session: Session, study: Study, *, detail: bool = False) -> dict[
             for a in study.arms
         ],  # fmt: skip
         "n_cases": len(_test_cases(study)),
+        "n_practice": sum(case.role == "practice" for case in study.cases),
         "n_readers": len(study.readers),
         "created_at": _iso(study.created_at),
         "ready_at": _iso(study.ready_at),

@@ -5,6 +5,12 @@ blinded copies. Nothing returned names an arm, a truth, a volume id, a stored fi
 repeat or another reader; the JSON of every case has the same keys and value types, and the
 image URL is built from the reader's opaque per-case token alone.
 
+Practice cases (``role="practice"``) come first in every order. They are read like the
+others, but counted apart: ``position``/``total`` of a practice case count the practice cases,
+progress counts test cases only, and an answered practice case carries its ``truth`` (a test
+case's JSON has no ``truth``; the answer of a test case answers ``truth: null``). Their answers are stored (a reload shows them) and left out
+of every result.
+
 Answers are idempotent: one row per (reader, case, reading) under a unique constraint. The
 same answer sent again returns the stored one; a different one is refused (409) unless the
 study allows changes. Two concurrent first submissions race on the constraint and the loser
@@ -28,7 +34,7 @@ from app.models_studies import (
     StudyReading,
     StudyStatus,
 )
-from app.services.studies import StudyError, token_digest
+from app.services.studies import FEATURES, StudyError, token_digest
 
 READER_API = "/api/v1/reader"
 
@@ -62,8 +68,23 @@ def answer_json(row: StudyAnswer | None) -> dict[str, Any] | None:
         "answer": row.answer,
         "confidence": row.confidence,
         "click": row.click,
+        "comment": row.comment,
+        "features": row.features,
         "time_ms": row.time_ms,
     }
+
+
+def _questions_public(study: Study) -> dict[str, Any]:
+    asked = study.questions or {}
+    return {
+        "comment": bool(asked.get("comment")),
+        "features": list(FEATURES) if asked.get("features") else [],
+    }
+
+
+def practice_truth(reading: StudyReading, answered: bool) -> str | None:
+    """The truth of an answered practice case; None for every test case."""
+    return reading.case.arm.truth if answered and reading.case.role == "practice" else None
 
 
 def _study_public(study: Study) -> dict[str, Any]:
@@ -75,6 +96,7 @@ def _study_public(study: Study) -> dict[str, Any]:
         "confidence_scale": [1, 5] if study.confidence_scale else None,
         "allow_change": study.allow_change,
         "click_synthetic": study.click_synthetic,
+        "questions": _questions_public(study),
         "open": study.status == StudyStatus.READY,
     }
 
@@ -83,10 +105,12 @@ def overview(session: Session, reader: StudyReader) -> dict[str, Any]:
     """The reader's view of the study: settings, profile, progress and their order of tokens."""
     answers = _answers(session, reader)
     readings = [
-        {"position": r.position, "token": r.token, "answered": (r.case_id, r.reading) in answers}
+        {"position": r.position, "token": r.token, "answered": (r.case_id, r.reading) in answers,
+         "practice": r.case.role == "practice"}
         for r in reader.readings
-    ]
-    answered = sum(item["answered"] for item in readings)
+    ]  # fmt: skip
+    tests = [item for item in readings if not item["practice"]]
+    answered = sum(item["answered"] for item in tests)
     next_open = next((item["token"] for item in readings if not item["answered"]), None)
     examples = [c for c in reader.study.cases if c.role == "example"]
     return {
@@ -97,7 +121,7 @@ def overview(session: Session, reader: StudyReader) -> dict[str, Any]:
             "specialty": reader.specialty,
             "profile_done": reader.profile_at is not None,
         },
-        "progress": {"answered": answered, "total": len(readings), "next": next_open},
+        "progress": {"answered": answered, "total": len(tests), "next": next_open},
         "readings": readings,
         "examples": [
             {
@@ -141,10 +165,29 @@ def example_for_token(session: Session, reader: StudyReader, token: str) -> Stud
     return case
 
 
+def _count_tests(session: Session, query) -> int:
+    return session.scalar(
+        query.join(StudyCase, StudyCase.id == StudyReading.case_id).where(StudyCase.role == "test")
+    )
+
+
 def progress(session: Session, reader: StudyReader) -> dict[str, Any]:
-    """Answered and total readings, and the token of the first unanswered one (or None)."""
-    total = session.scalar(select(func.count()).where(StudyReading.reader_id == reader.id))
-    answered = session.scalar(select(func.count()).where(StudyAnswer.reader_id == reader.id))
+    """Answered and total test readings, and the token of the first unanswered reading in
+    the order, practice or test (or None)."""
+    total = _count_tests(
+        session, select(func.count(StudyReading.id)).where(StudyReading.reader_id == reader.id)
+    )
+    answered = _count_tests(
+        session,
+        select(func.count(StudyAnswer.id))
+        .join(
+            StudyReading,
+            (StudyReading.reader_id == StudyAnswer.reader_id)
+            & (StudyReading.case_id == StudyAnswer.case_id)
+            & (StudyReading.reading == StudyAnswer.reading),
+        )
+        .where(StudyAnswer.reader_id == reader.id),
+    )
     first_open = session.scalar(
         select(StudyReading.token)
         .outerjoin(
@@ -160,14 +203,34 @@ def progress(session: Session, reader: StudyReader) -> dict[str, Any]:
     return {"answered": answered, "total": total, "next": first_open}
 
 
+def _group_place(session: Session, reader: StudyReader, reading: StudyReading) -> tuple[int, int]:
+    """(position, total) of a reading among the reader's practice or test readings."""
+    roles = dict(
+        session.execute(
+            select(StudyReading.position, StudyCase.role)
+            .join(StudyCase, StudyCase.id == StudyReading.case_id)
+            .where(StudyReading.reader_id == reader.id)
+        ).all()
+    )
+    practice = reading.case.role == "practice"
+    group = sorted(p for p, role in roles.items() if (role == "practice") == practice)
+    return group.index(reading.position) + 1, len(group)
+
+
 def case_view(session: Session, reader: StudyReader, reading: StudyReading) -> dict[str, Any]:
-    """The JSON of one case for its reader: the same keys for every case of every arm."""
+    """The JSON of one case for its reader: the same keys for every case of every arm.
+
+    ``position``/``total`` count within the practice cases for a practice case and within the
+    test cases for a test case; ``previous``/``next`` walk the whole order. A practice case
+    also has ``truth``: its answer key once answered (null before); a test case has no
+    ``truth`` key at all.
+    """
     if reading.opened_at is None:
         reading.opened_at = now()
     if reader.started_at is None:
         reader.started_at = reading.opened_at
     session.flush()
-    total = session.scalar(select(func.count()).where(StudyReading.reader_id == reader.id))
+    position, total = _group_place(session, reader, reading)
     neighbours = dict(
         session.execute(
             select(StudyReading.position, StudyReading.token).where(
@@ -184,16 +247,20 @@ def case_view(session: Session, reader: StudyReader, reading: StudyReading) -> d
         )
     )
     study = reader.study
-    return {
+    view = {
         "token": reading.token,
-        "position": reading.position,
+        "position": position,
         "total": total,
+        "practice": reading.case.role == "practice",
         "image_url": f"{READER_API}/cases/{reading.token}/image.nii",
         "previous": neighbours.get(reading.position - 1),
         "next": neighbours.get(reading.position + 1),
         "answer": answer_json(row),
         "can_answer": study.status == StudyStatus.READY and (row is None or study.allow_change),
     }
+    if view["practice"]:  # a test case's JSON never has the key
+        view["truth"] = practice_truth(reading, row is not None)
+    return view
 
 
 def _check_answer(study: Study, body: dict[str, Any]) -> None:
@@ -213,11 +280,23 @@ def _check_answer(study: Study, body: dict[str, Any]) -> None:
         shape = (study.grid or {}).get("shape")
         if shape and not all(0 <= v < n for v, n in zip(body["click"], shape, strict=True)):
             raise StudyError(f"click {body['click']} lies outside the image of shape {shape}")
+    _check_questions(study, body)
+
+
+def _check_questions(study: Study, body: dict[str, Any]) -> None:
+    asked = study.questions or {}
+    if body.get("comment") is not None and not asked.get("comment"):
+        raise StudyError("this study asks for no comment; leave comment out")
+    if body.get("features") is not None and not asked.get("features"):
+        raise StudyError(
+            "this study does not ask which features gave a case away; leave features out"
+        )
 
 
 def _same(row: StudyAnswer, body: dict[str, Any]) -> bool:
-    return (row.answer, row.confidence, row.click) == (
-        body["answer"], body.get("confidence"), body.get("click"),
+    return (row.answer, row.confidence, row.click, row.comment, row.features) == (
+        body["answer"], body.get("confidence"), body.get("click"), body.get("comment"),
+        body.get("features"),
     )  # fmt: skip
 
 
@@ -237,7 +316,8 @@ def submit_answer(
     existing = session.scalar(select(StudyAnswer).filter_by(**key))
     if existing is None:
         row = StudyAnswer(**key, answer=body["answer"], confidence=body.get("confidence"),
-                          click=body.get("click"), time_ms=body.get("time_ms") or 0)  # fmt: skip
+                          click=body.get("click"), comment=body.get("comment"),
+                          features=body.get("features"), time_ms=body.get("time_ms") or 0)  # fmt: skip
         session.add(row)
         try:
             session.flush()
@@ -254,6 +334,7 @@ def submit_answer(
         raise StudyError("answers are final in this study: this case was already answered", 409)
     existing.answer, existing.confidence = body["answer"], body.get("confidence")
     existing.click = body.get("click")
+    existing.comment, existing.features = body.get("comment"), body.get("features")
     existing.time_ms += body.get("time_ms") or 0
     existing.changes += 1
     existing.updated_at = now()

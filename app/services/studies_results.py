@@ -26,7 +26,7 @@ N_BOOTSTRAP = 2000
 ANSWER_COLUMNS = (
     "study_id", "reader", "experience_years", "specialty", "case", "arm", "truth", "reading",
     "position", "answer", "confidence", "time_ms", "click_i", "click_j", "click_k", "changes",
-    "answered_at", "changed_at",
+    "answered_at", "changed_at", "features", "comment",
 )  # fmt: skip
 
 
@@ -35,7 +35,8 @@ def case_name(case_id: int) -> str:
 
 
 def answer_rows(session: Session, study: Study) -> list[dict[str, Any]]:
-    """Every stored answer of ``study`` with its reader, case, arm and truth (owner only)."""
+    """Every stored answer to a test case of ``study`` with its reader, case, arm and truth
+    (owner only). Practice answers are left out here, so out of every number and export."""
     query = (
         select(StudyAnswer, StudyReader, StudyCase, StudyArm, StudyReading.position)
         .join(StudyReader, StudyReader.id == StudyAnswer.reader_id)
@@ -47,7 +48,7 @@ def answer_rows(session: Session, study: Study) -> list[dict[str, Any]]:
             & (StudyReading.case_id == StudyAnswer.case_id)
             & (StudyReading.reading == StudyAnswer.reading),
         )
-        .where(StudyReader.study_id == study.id)
+        .where(StudyReader.study_id == study.id, StudyCase.role == "test")  # never practice
         .order_by(StudyReader.id, StudyReading.position)
     )
     rows = []
@@ -60,6 +61,8 @@ def answer_rows(session: Session, study: Study) -> list[dict[str, Any]]:
             "reading": answer.reading, "position": position, "answer": answer.answer,
             "confidence": answer.confidence, "time_ms": answer.time_ms,
             "click_i": click[0], "click_j": click[1], "click_k": click[2],
+            "comment": answer.comment, "features": " ".join(answer.features or []) or None,
+            "feature_list": list(answer.features or []),
             "changes": answer.changes, "answered_at": answer.created_at.isoformat(),
             "changed_at": answer.updated_at.isoformat() if answer.changes else None,
         })  # fmt: skip
@@ -126,7 +129,8 @@ def _reader_info(session: Session, study: Study, rows: list[dict]) -> list[dict[
         info.append({
             "reader": reader.label, "experience_years": reader.experience_years,
             "specialty": reader.specialty, "order_seed": reader.order_seed,
-            "answers": len(mine), "readings": len(reader.readings),
+            "answers": len(mine),
+            "readings": sum(r.case.role == "test" for r in reader.readings),
             "median_time_s": round(pystats.median(mine) / 1000, 2) if mine else None,
         })  # fmt: skip
     return info
@@ -148,6 +152,7 @@ def compute_results(
         "readers": _reader_info(session, study, rows),
         "definitions": rs.definitions(positive),
         "design": design_summary(study),
+        "questions": question_summary(study, rows),
     }
     first = [a for a in answers if a.repeat == 0]
     if not first:
@@ -190,9 +195,40 @@ def compute_results(
     })  # fmt: skip
 
 
+def _feature_counts(rows: list[dict[str, Any]], key: str, values: list[str]) -> list[dict]:
+    from app.services.studies import FEATURES
+
+    table = []
+    for value in values:
+        mine = [row for row in rows if row[key] == value]
+        counts = {name: sum(name in row["feature_list"] for row in mine) for name in FEATURES}
+        table.append({key: value, "answers": len(mine), "counts": counts})
+    return table
+
+
+def question_summary(study: Study, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What readers said beyond real/synthetic: features that gave cases away, counted per
+    arm and per answer, and every comment with its case (test cases only)."""
+    from app.services.studies import FEATURES
+
+    asked = {key: bool((study.questions or {}).get(key)) for key in ("comment", "features")}
+    answers = [a for a in ("real", "synthetic", "unsure") if any(r["answer"] == a for r in rows)]
+    return {
+        "asked": asked,
+        "feature_names": list(FEATURES),
+        "features_by_arm": _feature_counts(rows, "arm", [arm.name for arm in study.arms]),
+        "features_by_answer": _feature_counts(rows, "answer", answers),
+        "comments": [{key: row[key] for key in ("case", "arm", "truth", "reader", "answer",
+                                                "confidence", "comment")}
+                     for row in sorted(rows, key=lambda r: (r["case_id"], r["reader"]))
+                     if row["comment"]],
+    }  # fmt: skip
+
+
 def design_summary(study: Study) -> dict[str, Any]:
     """Who read what under which rules: the study's design as reported beside the numbers."""
     tests = [c for c in study.cases if c.role == "test"]
+    practice = sum(c.role == "practice" for c in study.cases)
 
     def sizes(case: StudyCase) -> list[float]:
         plan = case.plan or {}
@@ -218,11 +254,62 @@ def design_summary(study: Study) -> dict[str, Any]:
             "click_where_synthetic": study.click_synthetic,
         },
         "blinding": "every case resampled to one grid "
-        f"{(study.grid or {}).get('shape')} at {(study.grid or {}).get('spacing_mm')} mm, "
-        "re-encoded with identical NIfTI headers and padded to one file size; opaque per-reader "
-        "case URLs; own seeded random order per reader",
-        "order": "each reader's order is drawn from the reader's recorded seed (order_seed)",
+        f"{(study.grid or {}).get('shape')} at {(study.grid or {}).get('spacing_mm')} mm and "
+        "served as uncompressed int16 NIfTI with identical header bytes and one file size; "
+        "opaque per-reader case URLs; own seeded random order per reader",
+        "order": "each reader's order is drawn from the reader's recorded seed (order_seed)"
+        + ("; practice cases first, their truth shown after each answer, left out of every "
+           "number and export" if practice else ""),
+        "practice_cases": practice,
+        "questions": {key: bool((study.questions or {}).get(key)) for key in ("comment", "features")},
+        **design_checks_summary(study, tests),
     }  # fmt: skip
+
+
+def design_checks_summary(study: Study, tests: list[StudyCase]) -> dict[str, Any]:
+    """The design checks recorded at creation, who acknowledged them, the cues that remain,
+    and the tumor sizes of the two arms compared once they are measured."""
+    design = study.design or {}
+    checks = list(design.get("checks") or [])
+    size_check = sizes_after_preparation(study, tests)
+    if size_check:
+        checks.append(size_check)
+    cues = [c["cue"] for c in checks if c["level"] == "warning" and c.get("cue")]
+    return {
+        "checks": checks,
+        "arms_made_of": design.get("arms_made_of"),
+        "acknowledged": design.get("acknowledged") or [],
+        "acknowledged_by": design.get("acknowledged_by"),
+        "acknowledged_at": design.get("acknowledged_at"),
+        "cues": cues,
+        "checked": "checks" in design,
+    }
+
+
+def _largest(case: StudyCase) -> float | None:
+    plan = case.plan or {}
+    sizes = plan.get("synthesized_diameters_mm", plan.get("diameters_mm")) or []
+    return float(sizes[0]) if sizes else None
+
+
+def sizes_after_preparation(study: Study, tests: list[StudyCase]) -> dict[str, Any] | None:
+    """A warning when the arms' measured largest tumors differ (Mann-Whitney U, p < 0.05)."""
+    from scipy.stats import mannwhitneyu
+
+    per_arm = [[d for c in tests if c.arm_id == arm.id and (d := _largest(c)) is not None]
+               for arm in study.arms]  # fmt: skip
+    if len(per_arm) != 2 or min(len(sizes) for sizes in per_arm) < 3:
+        return None
+    p_value = float(mannwhitneyu(per_arm[0], per_arm[1]).pvalue)
+    medians = [pystats.median(sizes) for sizes in per_arm]
+    text = ", ".join(f"{arm.name} median {m:.1f} mm" for arm, m in zip(study.arms, medians,
+                                                                    strict=True))  # fmt: skip
+    if p_value >= 0.05:
+        return {"code": "tumor_sizes", "level": "info", "cue": None,
+                "message": f"measured largest tumors alike ({text}; Mann-Whitney p = {p_value:.2g})"}  # fmt: skip
+    return {"code": "tumor_sizes_differ", "level": "warning", "cue": f"tumor size ({text})",
+            "message": f"the arms' measured largest tumors differ ({text}; Mann-Whitney "
+            f"p = {p_value:.2g}): size alone may tell the arms apart (found after preparation)"}  # fmt: skip
 
 
 def answers_csv(rows: list[dict[str, Any]]) -> str:

@@ -51,6 +51,7 @@ def study(server):
              "healthy": [{"image_id": i, "mask_labels": [1]} for i, _ in healthy]},
         ],
         "examples": [{"image_id": example[0], "caption": "Real tumor (example)"}],
+        "acknowledge": ["spacing_differs"],  # 2.5 mm against 3 mm, on purpose
     }  # fmt: skip
     answer = study_owner.client.post("/api/v1/studies", json=spec)
     assert answer.status_code == 201, answer.text
