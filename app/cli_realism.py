@@ -76,9 +76,20 @@ def realism_command(
         int | None,
         typer.Option(min=1, help="Smallest lesion compared (default: the 15th-largest real)."),
     ] = None,
+    study: Annotated[
+        int | None,
+        typer.Option(
+            help="Instead: the machine reader on this study's real vs synthetic test cases "
+            "(shown on its results page)."
+        ),
+    ] = None,
 ) -> None:
     """Score synthesis profiles against real lesions: statistics, KS p, machine-reader AUC."""
     from app.cli import fail, progress_bar, user_errors
+
+    if study is not None:
+        _study_machine_reader(study, data_dir, seed)
+        return
     from syntumor_core.synthesis import PROFILES
 
     profiles = list(dict.fromkeys(profile or DEFAULT_PROFILES))
@@ -124,6 +135,21 @@ def realism_command(
     }
     for folder in folders:
         typer.echo(f"wrote {save_report_folder(reports, folder, extra=extra)}")
+
+
+def _study_machine_reader(study_id: int, data_dir: Path | None, seed: int) -> None:
+    from app.cli import fail, user_errors
+    from app.cli_study import _database
+    from app.models_studies import Study
+    from app.services.studies_machine_reader import compute_study_machine_reader
+
+    _, session_factory, storage = _database(data_dir)
+    with user_errors(), session_factory() as session:
+        row = session.get(Study, study_id)
+        if row is None:
+            fail(f"no study {study_id}")
+        record = compute_study_machine_reader(session, storage, row, seed=seed)
+    typer.echo(f"study {study_id}: {record['text']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from app.pages.common import render, require_page_roles
 from app.services import studies as service
 from app.services import studies_views as views
 from app.services.studies import StudyError
+from app.services.studies_machine_reader import stored_study_machine_reader
 
 router = APIRouter(include_in_schema=False)
 router.include_router(studies_reader.router)
@@ -240,8 +241,9 @@ def study_results(request: Request, study_id: Id):
     with request.app.state.session_factory() as db:
         user, study = _owned(request, db, study_id)
         data = service.study_json(db, study, detail=True)
+        machine_reader = stored_study_machine_reader(study, request.app.state.storage)
         return render(request, "studies/results.html", user=user, study=data,
-                      results=views.results(db, study))  # fmt: skip
+                      results=views.results(db, study), machine_reader=machine_reader)  # fmt: skip
 
 
 @router.get("/studies/{study_id}/report")
