@@ -10,7 +10,7 @@
 // next case as soon as its answer is stored. performance marks "reader:submit" and
 // "reader:drawn" let a benchmark time that (benchmarks/reader_latency.py).
 
-import { Niivue } from "/vendor/niivue/index.js";
+import { Niivue, NVImage } from "/vendor/niivue/index.js";
 
 const API = "/api/v1/reader";
 const WINDOWS = {
@@ -204,10 +204,15 @@ async function loadImage(url) {
   status.textContent = "Loading case…";
   const cached = state.prefetched?.url === url ? await state.prefetched.buffer.catch(() => null) : null;
   state.prefetched = null;
-  const volume = cached
-    ? { url: imageName(url), name: imageName(url), buffer: cached, colormap: "gray" }
-    : { url, colormap: "gray" };
-  await nv.loadVolumes([volume]);
+  if (cached) {
+    // Niivue.loadVolumes would fetch again: build the image from the bytes and swap it in.
+    const name = imageName(url);
+    const image = await NVImage.loadFromUrl({ url: name, name, buffer: cached, colormap: "gray" });
+    nv.volumes = [];
+    nv.addVolume(image);
+  } else {
+    await nv.loadVolumes([{ url, colormap: "gray" }]);
+  }
   applyWindow(state.windowName);
   applyView(state.viewIndex);
   status.hidden = true;
