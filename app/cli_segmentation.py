@@ -102,9 +102,11 @@ def _load_segmenter(
     model: str, arch: str | None, data_dir: Path, **options: Any
 ) -> tuple[Segmenter, str]:
     from app.model_registry import resolve_model
+    from app.settings import Settings
     from syntumor_core.inference import Segmenter
 
     checkpoint, resolved_arch = resolve_model(model, data_dir, arch=arch)
+    options.setdefault("max_voxels", Settings().max_voxels)  # SYNTUMOR_MAX_VOXELS
     return Segmenter.from_checkpoint(checkpoint, arch=resolved_arch, **options), str(checkpoint)
 
 

@@ -211,6 +211,24 @@ def list_models(
     return statuses
 
 
+def finest_grid_mm(
+    data_dir: str | os.PathLike[str], registry_path: str | os.PathLike[str] | None = None
+) -> float:
+    """The finest grid (mm) that a model here runs on (the published 1 mm at least): uploads
+    are checked against it, so any model can segment what was accepted."""
+    from syntumor_core.inference import SPACING_MM, settings_beside
+
+    finest = min(SPACING_MM)
+    for status in list_models(data_dir, registry_path):
+        if status.status != STATUS_LOCAL:
+            continue
+        try:
+            finest = min(finest, *settings_beside(status.local_path).get("spacing_mm", SPACING_MM))
+        except SynTumorError:  # a broken config.json is reported when the model is used
+            continue
+    return finest
+
+
 def check_model_name(name: str) -> str:
     """Refuse names that are not safe as one folder name."""
     if not _NAME_RULE.fullmatch(str(name)):

@@ -20,12 +20,15 @@ import nibabel as nib
 import numpy as np
 
 from syntumor_core.errors import VolumeError
-from syntumor_core.volume import read_nifti_header
+from syntumor_core.volume import (
+    MAX_AXIS_LENGTH,
+    MAX_VOXELS,
+    MIN_AXIS_LENGTH,
+    check_voxel_type,
+    read_nifti_header,
+)
 
 SLAB_BYTES = 8 * 1024 * 1024
-MIN_AXIS_LENGTH = 2
-MAX_AXIS_LENGTH = 2048
-MAX_VOXELS = 2**30
 GZIP_MAGIC = b"\x1f\x8b"
 INT16_RANGE = (-32768, 32767)
 
@@ -134,14 +137,10 @@ def _voxel_type(header, name: str) -> np.dtype:
         dtype = header.get_data_dtype()
     except nib.spatialimages.HeaderDataError as error:
         raise NiftiScanError(f"{name}: invalid NIfTI header: {error}") from None
-    if (
-        dtype.fields is not None
-        or dtype == np.bool_
-        or not np.issubdtype(dtype, np.number)
-        or dtype.kind == "c"
-    ):
-        raise NiftiScanError(f"{name}: unsupported NIfTI voxel type {dtype}; use real numbers")
-    return dtype
+    try:
+        return check_voxel_type(dtype, name)
+    except VolumeError as error:
+        raise NiftiScanError(str(error)) from None
 
 
 def _scaling(header, name: str) -> tuple[float, float] | None:

@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from syntumor_core.volume import MAX_RESAMPLED_VOXELS
+
 MiB = 1024 * 1024
 
 
@@ -36,6 +38,13 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(2, ge=1, description="Tries before an interrupted job fails.")
     worker_poll_s: float = Field(0.5, gt=0, description="Idle worker's wait between polls.")
     secure_cookies: bool = Field(False, description="Mark cookies Secure (behind HTTPS).")
+    max_voxels: int = Field(
+        MAX_RESAMPLED_VOXELS,
+        ge=1_000_000,
+        description="Memory budget: the most voxels a volume may have once resampled to a "
+        "model's grid (checked at upload, at job start and by the CLI); 2**28 is 1 GiB per "
+        "float32 copy.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -76,7 +76,12 @@ from torch import nn
 from syntumor_core.checkpoints import CheckpointInfo, load_model
 from syntumor_core.errors import MaskError, ParameterError, VolumeError
 from syntumor_core.models import ARCHITECTURES
-from syntumor_core.volume import Volume, validate_image
+from syntumor_core.volume import (
+    MAX_RESAMPLED_VOXELS,
+    Volume,
+    check_resampled_size,
+    validate_image,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +223,9 @@ class Segmenter:
             run needs at least :data:`COMPILE_MIN_PASSES` forward passes; ``True`` compiles
             any architecture on any device for any run; ``False`` never. If compiling fails
             the network runs eagerly (a warning is logged).
+        max_voxels: memory budget of the resampled grid (see
+            :func:`~syntumor_core.volume.check_resampled_size`); an image whose grid would be
+            larger is refused before anything is allocated. ``None``: no budget.
 
     Raises:
         ParameterError: an option is out of range or unknown.
@@ -238,6 +246,7 @@ class Segmenter:
         amp: bool | None = None,
         refine_margin: float | None = REFINE_MARGIN,
         compile: bool | None = None,
+        max_voxels: int | None = MAX_RESAMPLED_VOXELS,
     ) -> None:
         self.arch = _choice("arch", arch, ARCHITECTURES)
         self.mode = _choice("mode", mode, MODES)
@@ -245,6 +254,7 @@ class Segmenter:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.roi_size: tuple[int, int, int] = _positive_triple("roi_size", roi_size, int)
         self.spacing_mm = _positive_triple("spacing_mm", spacing_mm, float)
+        self.max_voxels = max_voxels
         self.overlap = _check_overlap(overlap)
         if parity and sw_batch_size not in (None, 1):
             raise ParameterError(
@@ -341,6 +351,9 @@ class Segmenter:
         """
         if not isinstance(volume, Volume):
             raise VolumeError(f"expected a Volume, got {type(volume).__name__}")
+        if self.max_voxels is not None:
+            check_resampled_size(volume.shape, volume.spacing, self.spacing_mm,
+                                 max_voxels=self.max_voxels, name="image to segment")  # fmt: skip
         validate_image(np.asarray(volume.array), name="image to segment")
         array = np.array(volume.array, dtype=np.float32)[None]
         affine = torch.as_tensor(np.asarray(volume.affine, dtype=np.float64))

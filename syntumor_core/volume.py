@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,9 @@ from syntumor_core.dicom import (
 from syntumor_core.errors import MaskError, VolumeError
 
 __all__ = [
-    "Volume", "load_dicom_series", "load_label_nifti", "load_nifti", "load_volume",
-    "read_zip_members", "save_nifti", "validate_image", "validate_mask",
+    "Volume", "check_resampled_size", "check_voxel_type", "load_dicom_series", "load_label_nifti",
+    "load_nifti", "load_volume", "read_zip_members", "resampled_shape", "save_nifti",
+    "validate_image", "validate_mask",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,9 @@ logger = logging.getLogger(__name__)
 MIN_AXIS_LENGTH = 2
 MAX_AXIS_LENGTH = 2048
 MAX_VOXELS = 2**30
+MAX_RESAMPLED_VOXELS = 2**28
+"""Default budget of a grid a volume is resampled to (268 M voxels: 1 GiB per float32 copy, and
+resampling holds a few): a 64³ volume of 20 mm voxels resampled to 1 mm would need 2.1 G."""
 _GZIP_MAGIC = b"\x1f\x8b"
 _NIFTI_HEADER_CLASSES = {348: nib.Nifti1Header, 540: nib.Nifti2Header}
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -95,6 +100,81 @@ def _check_shape(shape: tuple[int, ...], name: str) -> None:
             )
     if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
         raise VolumeError(f"{name} shape {tuple(shape)} exceeds the limit of {MAX_VOXELS} voxels")
+
+
+def check_voxel_type(dtype, name: str) -> np.dtype:
+    """Refuse voxel types that are not plain real numbers (complex, bool, records, text).
+
+    The one rule for every reader of voxel data (the CLI's loaders here, the server's upload
+    scanner): a complex image would otherwise lose its imaginary part without a word.
+
+    Raises:
+        VolumeError: "<name>: unsupported NIfTI voxel type <dtype>; use real numbers".
+    """
+    dtype = np.dtype(dtype)
+    if (
+        dtype.fields is not None
+        or dtype == np.bool_
+        or not np.issubdtype(dtype, np.number)
+        or dtype.kind == "c"
+    ):
+        raise VolumeError(f"{name}: unsupported NIfTI voxel type {dtype}; use real numbers")
+    return dtype
+
+
+def resampled_shape(shape, spacing_mm, target_spacing_mm) -> tuple[int, int, int]:
+    """The shape of a volume resampled to ``target_spacing_mm``, as an upper bound: every axis
+    at the finest target spacing (the axes may be reordered before resampling).
+
+    Args:
+        shape: voxels along each axis.
+        spacing_mm: the volume's voxel size along each axis, mm.
+        target_spacing_mm: the grid it is resampled to, mm (one value or three).
+    """
+    finest = min(float(s) for s in np.broadcast_to(np.asarray(target_spacing_mm, float), 3))
+    if not finest > 0:
+        raise VolumeError(f"target spacing must be > 0 mm, got {target_spacing_mm!r}")
+    return tuple(  # type: ignore[return-value]
+        max(1, math.ceil(int(n) * float(s) / finest - 1e-6))
+        for n, s in zip(shape, spacing_mm, strict=True)
+    )
+
+
+def check_resampled_size(
+    shape,
+    spacing_mm,
+    target_spacing_mm,
+    *,
+    max_voxels: int = MAX_RESAMPLED_VOXELS,
+    name: str = "volume",
+) -> tuple[int, int, int]:
+    """Refuse a volume whose resampled grid would not fit the memory budget.
+
+    Call it before resampling (segmentation, training), with the shape and spacing a file's
+    header gives, so that nothing large is ever allocated.
+
+    Args:
+        shape, spacing_mm, target_spacing_mm: as for :func:`resampled_shape`.
+        max_voxels: the budget, in voxels of the resampled grid.
+        name: how the volume is called in the message.
+
+    Returns:
+        The resampled shape.
+
+    Raises:
+        VolumeError: naming the shape, spacing, grid, voxel count and budget.
+    """
+    new_shape = resampled_shape(shape, spacing_mm, target_spacing_mm)
+    voxels = math.prod(new_shape)
+    if voxels > max_voxels:
+        spacing = tuple(round(float(s), 3) for s in spacing_mm)
+        target = min(float(s) for s in np.broadcast_to(np.asarray(target_spacing_mm, float), 3))
+        raise VolumeError(
+            f"{name}: shape {tuple(int(n) for n in shape)} at {spacing} mm resampled to the "
+            f"{target:g} mm grid would be {new_shape} = {voxels:,} voxels "
+            f"({voxels * 4 / 2**30:.1f} GiB as float32), over the budget of {max_voxels:,} voxels"
+        )
+    return new_shape
 
 
 def validate_image(array: np.ndarray, *, name: str = "image") -> None:
@@ -247,8 +327,7 @@ def _read_nifti(path: str | Path) -> tuple[Path, object, np.ndarray, np.ndarray]
                 affine = _check_affine(header.get_best_affine(), str(path))
             except nib.spatialimages.HeaderDataError as exc:
                 raise VolumeError(f"{path}: invalid NIfTI header: {exc}") from exc
-            if dtype.fields is not None or not np.issubdtype(dtype, np.number):
-                raise VolumeError(f"{path}: unsupported NIfTI voxel type {dtype}")
+            check_voxel_type(dtype, str(path))
             nbytes = int(np.prod(shape)) * dtype.itemsize
             offset = int(header.get_data_offset())
             if offset < header.template_dtype.itemsize:

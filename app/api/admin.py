@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app import auth
 from app.api.admin_schemas import EvaluationJobCreate, TrainingJobCreate
 from app.api.common import Count, Id, PageParams, get_or_404, page_params, paginate
-from app.model_registry import check_model_name, list_models, resolve_model
+from app.model_registry import check_model_name, finest_grid_mm, list_models, resolve_model
 from app.models import FINISHED_STATUSES, Job, JobStatus, User
 from app.models_training import TrainingRun
 from app.services import training_devices, training_specs, training_views
@@ -87,7 +87,10 @@ def _check_training(db: Session, params: dict, request: Request) -> None:
             if params["model_name"] in {s.entry.name for s in list_models(data_dir)}:
                 raise HTTPException(409, f"model_name: a model {params['model_name']!r} exists")
         if dataset["source"] == "volumes":
-            training_specs.check_volume_pairs(db, dataset["train_labels"] + dataset["val_labels"])
+            training_specs.check_volume_pairs(
+                db, dataset["train_labels"] + dataset["val_labels"],
+                spacing_mm=params["spacing_mm"], max_voxels=request.app.state.settings.max_voxels,
+            )  # fmt: skip
         elif dataset["source"] == "decathlon":
             training_specs.read_decathlon(dataset["path"], dataset.get("root"), "training")
         training_specs.training_config(params, "unused")
@@ -115,11 +118,14 @@ def create_evaluation_job(
     """Queue the scoring of a registered model on a data set."""
     params = body.model_dump(mode="json")
     _check_gpus(body.gpus)
-    dataset = params["dataset"]
+    dataset, settings = params["dataset"], request.app.state.settings
     try:
         resolve_model(body.model, request.app.state.settings.data_dir, allow_path=False)
         if dataset["source"] == "volumes":
-            training_specs.check_volume_pairs(db, dataset["labels"])
+            training_specs.check_volume_pairs(
+                db, dataset["labels"], spacing_mm=finest_grid_mm(settings.data_dir),
+                max_voxels=settings.max_voxels,
+            )  # fmt: skip
         elif dataset["source"] == "decathlon":
             training_specs.read_decathlon(dataset["path"], dataset.get("root"), dataset["split"])
     except SynTumorError as error:

@@ -25,9 +25,11 @@ from app.api.common import (
     paginate,
     volume_json,
 )
+from app.model_registry import finest_grid_mm
 from app.models import Role, User, Volume
 from app.services import volumes as volume_service
 from app.storage import UploadError, safe_display_name, upload_format
+from syntumor_core.errors import VolumeError
 
 router = APIRouter(prefix="/volumes", tags=["volumes"])
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -156,6 +158,18 @@ async def _receive_upload(request: Request, db: Session, name, kind, image_id):
     return temp, name, kind, image_id, shape
 
 
+def _check_budget(request: Request, db: Session, stored, name: str) -> None:
+    """422 for an image too large once resampled to the finest grid of the models here."""
+    settings = request.app.state.settings
+    try:
+        volume_service.check_upload_budget(
+            db, request.app.state.storage, stored, name=name,
+            grid_mm=finest_grid_mm(settings.data_dir), max_voxels=settings.max_voxels,
+        )  # fmt: skip
+    except VolumeError as error:
+        raise HTTPException(422, str(error)) from None
+
+
 @router.post("", status_code=201)
 async def upload_volume(
     request: Request,
@@ -180,6 +194,8 @@ async def upload_volume(
         )
     except UploadError as error:
         raise HTTPException(error.status, str(error)) from None
+    if kind == "image":
+        _check_budget(request, db, stored, safe_display_name(name))
     row, created = volume_service.register_upload(
         db, storage, stored, name=safe_display_name(name), kind=kind, owner_id=user.id,
         image_id=image_id,

@@ -18,10 +18,11 @@ import numpy as np
 
 from app.exports import SafeWriter
 from app.models import Segmentation, Synthesis, Volume
-from app.services.volumes import store_core_volume
+from app.services.volumes import BUDGET_HINT, store_core_volume
 from app.worker import JobContext, JobFailed, job_handler
-from syntumor_core.errors import SynTumorError
+from syntumor_core.errors import SynTumorError, VolumeError
 from syntumor_core.volume import Volume as CoreVolume
+from syntumor_core.volume import check_resampled_size
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ def _segmenter(context: JobContext, model: str, mode: str, overlap: float):
         context.log(f"loading model {model} ({mode} mode)")
         checkpoint, arch = resolve_model(model, context.settings.data_dir, allow_path=False)
         context.cache[key] = Segmenter.from_checkpoint(
-            checkpoint, arch=arch, mode=mode, overlap=overlap, device=context.settings.device
-        )
+            checkpoint, arch=arch, mode=mode, overlap=overlap, device=context.settings.device,
+            max_voxels=context.settings.max_voxels,
+        )  # fmt: skip
     return context.cache[key]
 
 
@@ -114,9 +116,15 @@ def run_segmentation(context: JobContext) -> dict[str, Any]:
         model, mode, overlap = request.model, request.mode, request.overlap
         image_path = image_row.path
         image_name, dicom_zip = image_row.name, (image_row.meta or {}).get("dicom_zip")
+        grid = image_row.shape, image_row.spacing
     context.progress(0.02, "loading the model", force=True)
     try:
         segmenter = _segmenter(context, model, mode, overlap)
+        try:  # before the image is read: the numbers are in its row
+            check_resampled_size(*grid, segmenter.spacing_mm, name=image_name,
+                                 max_voxels=context.settings.max_voxels)  # fmt: skip
+        except VolumeError as error:
+            raise JobFailed(str(error) + BUDGET_HINT) from None
         image = context.storage.load(image_path)
         context.progress(0.05, "segmenting", force=True)
         result = segmenter.predict(

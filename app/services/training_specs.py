@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from app.models import Volume
 from app.storage import Storage
 from syntumor_core.errors import ParameterError
+from syntumor_core.volume import MAX_RESAMPLED_VOXELS, check_resampled_size
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KINDS = ("train", "evaluate")
@@ -96,8 +97,15 @@ def read_decathlon(path: str, root: str | None, split: str) -> list[dict[str, st
     return cases
 
 
-def check_volume_pairs(session: Session, label_ids: list[int]) -> list[tuple[Volume, Volume]]:
-    """(image, label map) rows for label-map ids; refuses ids that are no image's label map."""
+def check_volume_pairs(
+    session: Session,
+    label_ids: list[int],
+    *,
+    spacing_mm: float | None = None,
+    max_voxels: int = MAX_RESAMPLED_VOXELS,
+) -> list[tuple[Volume, Volume]]:
+    """(image, label map) rows for label-map ids; refuses ids that are no image's label map,
+    and (given the run's ``spacing_mm``) images whose grid would not fit ``max_voxels``."""
     pairs = []
     for label_id in label_ids:
         label = session.get(Volume, label_id)
@@ -106,6 +114,9 @@ def check_volume_pairs(session: Session, label_ids: list[int]) -> list[tuple[Vol
         image = session.get(Volume, label.image_id)
         if image is None:
             raise ParameterError(f"the image of label map {label_id} is gone")
+        if spacing_mm is not None:
+            check_resampled_size(image.shape, image.spacing, spacing_mm, max_voxels=max_voxels,
+                                 name=f"volume {image.id} ({image.name})")  # fmt: skip
         pairs.append((image, label))
     return pairs
 

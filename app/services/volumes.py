@@ -10,7 +10,11 @@ from sqlalchemy.orm import Session
 
 from app.models import Job, JobStatus, Segmentation, Synthesis, Volume
 from app.storage import Storage, StoredFile
+from syntumor_core.errors import VolumeError
 from syntumor_core.volume import Volume as CoreVolume
+from syntumor_core.volume import check_resampled_size
+
+BUDGET_HINT = "; crop or downsample the volume, or ask an admin to raise SYNTUMOR_MAX_VOXELS"
 
 
 def find_duplicate(
@@ -101,6 +105,24 @@ def _zip_in_use(session: Session, path: str) -> bool:
         return False
     sha = Path(path).stem
     return bool(session.scalar(select(func.count()).where(Volume.sha256 == sha)))
+
+
+def check_upload_budget(
+    session: Session, storage: Storage, stored: StoredFile, *, name: str, grid_mm: float,
+    max_voxels: int,
+) -> None:  # fmt: skip
+    """Refuse an uploaded image whose grid at ``grid_mm`` (the models' finest) would not fit the
+    memory budget; its newly placed file goes (unless a stored volume has the same bytes).
+
+    Raises:
+        VolumeError: the numbers, and what to do.
+    """
+    try:
+        check_resampled_size(stored.shape, stored.spacing, grid_mm, max_voxels=max_voxels,
+                             name=name)  # fmt: skip
+    except VolumeError as error:
+        _remove_if_unused(session, storage, {stored.path, stored.dicom_zip})
+        raise VolumeError(str(error) + BUDGET_HINT) from None
 
 
 def store_core_volume(
