@@ -49,16 +49,22 @@ def phantom_case(seed: int, shape, spacing, *, tumor_seed: int | None = None, tu
     return Volume(image, affine), Volume(labels.astype(np.uint8), affine)
 
 
-def store_case(server: LiveServer, image, labels, name: str) -> tuple[int, int]:
-    """Store an image and its label map in the server's data folder; returns their ids."""
+def store_case(server: LiveServer, image, labels, name: str, *, source: str = "test",
+               meta: dict | None = None) -> tuple[int, int]:  # fmt: skip
+    """Store an image and its label map in the server's data folder; returns their ids.
+
+    ``source`` (and ``meta``) record the image's origin as the app does: ``phantom`` with a
+    ``phantom_seed``, ``sample`` for a bundled real CT, ``upload``...
+    """
     from app.services.volumes import store_core_volume
     from app.storage import Storage
 
     storage = Storage(server.data_dir)
     with server.session() as session:
-        image_row = store_core_volume(session, storage, image, name=name, source="test")
+        image_row = store_core_volume(session, storage, image, name=name, source=source,
+                                      meta=meta)  # fmt: skip
         label_row = store_core_volume(session, storage, labels, name=f"{name} – labels",
-                                      kind="label", source="test", image_id=image_row.id,
+                                      kind="label", source=source, image_id=image_row.id,
                                       meta={"labels": {"1": "liver", "2": "tumor"}})  # fmt: skip
         session.commit()
         return image_row.id, label_row.id
@@ -91,13 +97,14 @@ def _served_files(server: LiveServer, count: int) -> tuple[list[str], int]:
 
 
 def ready_study_without_images(server: LiveServer, owner_name: str, n_real: int, n_synthetic: int,
-                               *, with_images: bool = False, examples: int = 0,
+                               *, with_images: bool = False, examples: int = 0, practice: int = 0,
                                arm_names=("Real", "Synthetic"), truths=("real", "synthetic"),
                                **settings) -> int:  # fmt: skip
     """A ready study of cases without stored volumes (for statistics, access and load tests).
 
     With ``with_images`` every case (and each of ``examples`` example cases) gets a small
-    blinded image, so the image routes answer too.
+    blinded image, so the image routes answer too. ``practice`` cases alternate between the
+    arms, the first in the first arm.
     """
     from sqlalchemy import select
 
@@ -113,13 +120,18 @@ def ready_study_without_images(server: LiveServer, owner_name: str, n_real: int,
             study.arms.append(StudyArm(position=position, name=name, truth=truth,
                                        source="volumes", settings={}))  # fmt: skip
         paths, size = (
-            _served_files(server, n_real + n_synthetic + examples) if with_images else ([], None)
+            _served_files(server, n_real + n_synthetic + practice + examples)
+            if with_images
+            else ([], None)
         )
         served = iter(paths)
         for arm, count in zip(study.arms, (n_real, n_synthetic), strict=True):
             for _ in range(count):
                 study.cases.append(StudyCase(arm=arm, role="test", status="ready", plan={},
                                              served_path=next(served, None), served_bytes=size))  # fmt: skip
+        for index in range(practice):
+            study.cases.append(StudyCase(arm=study.arms[index % 2], role="practice", status="ready",
+                                         plan={}, served_path=next(served, None), served_bytes=size))  # fmt: skip
         for index in range(examples):
             study.cases.append(StudyCase(arm=study.arms[0], role="example", status="ready", plan={},
                                          caption="Real tumor (example)",
@@ -143,7 +155,8 @@ def readings_of(server: LiveServer, reader_id: int) -> list[dict]:
             .order_by(StudyReading.position)
         ).all()
         return [{"token": r.token, "case_id": r.case_id, "reading": r.reading,
-                 "truth": r.case.arm.truth, "arm": r.case.arm.name} for r in rows]  # fmt: skip
+                 "truth": r.case.arm.truth, "arm": r.case.arm.name,
+                 "practice": r.case.role == "practice"} for r in rows]  # fmt: skip
 
 
 def invite(
