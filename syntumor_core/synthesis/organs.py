@@ -101,7 +101,11 @@ def pancreas_profile() -> OrganProfile:
     * PDAC is hypo-attenuating to the enhancing pancreas in most cases; the tumor–pancreas
       attenuation difference in pancreatic and portal-venous phases is reported in the range of
       a few tens of HU (roughly 20–60 HU; about one in ten small PDACs is iso-attenuating).
-      Drop drawn from 20–60 HU, with the texture of the published method.
+      Drop drawn from 20–60 HU and *delivered*: it is the mean drop over each tumor's voxels,
+      as a reader sees it (the published texture modulates it around that mean), so at a
+      pancreatic window (W 350, L 40) a tumor stands 20–60 HU below the gland. (Before issue
+      16 the drop was scaled by the texture's level and the blurred edge, and a tumor was
+      about 14 HU darker than the gland, barely visible against 15 HU of noise.)
     * Early (T1, <= 2 cm) tumors are the target of Li et al. 2023: radii 4 mm ("tiny",
       <= 1 cm), 8 mm ("small", about 1.5 cm) and 12 mm ("medium", about 2.5 cm); per call 1–3
       tiny or small tumors and one medium tumor (DiffTumor, same group).
@@ -111,7 +115,7 @@ def pancreas_profile() -> OrganProfile:
     * The pancreas is thin (head 2–3 cm), so centres are not eroded away from its surface and
       the axial range widens step by step when no centre is found.
     """
-    pdac = Appearance("hypodense", (20.0, 60.0), (0.8, 1.5))
+    pdac = Appearance("hypodense", (20.0, 60.0), (0.8, 1.5), delivered=True)
     cyst = Appearance("cyst", blur_sigma_mm=(0.3, 0.6), fluid_hu=(0.0, 20.0))
     tiny = LesionGroup("tiny", (1, 3), 4.0, SigmaRule("uniform", 0.5, 1.0))
     small = LesionGroup("small", (1, 3), 8.0, SigmaRule("integer", 1, 2))
@@ -141,14 +145,19 @@ def kidney_profile() -> OrganProfile:
     * In the portal-venous / nephrographic phase most RCCs enhance less than the renal
       parenchyma (cortex 150–200 HU on the phantoms), so they appear hypo-attenuating by a few
       tens to about a hundred HU: drop drawn from 40–100 HU, heterogeneous (the published
-      texture).
+      texture), and *delivered*: the mean drop over each tumor's voxels (before issue 16 the
+      texture's level and the blurred edge cut it to about 22 HU).
+    * RCC arises from the parenchyma (cortex and medulla), not from the renal sinus: organ
+      voxels whose smoothed intensity lies outside 40–400 HU (sinus fat, about −100 HU, and
+      urine, 0–20 HU, in these phases) are never a tumor's centre, never tumor and never
+      painted. For unenhanced scans (parenchyma 30–40 HU) lower ``placement.tissue_hu``.
     * Small renal masses (T1a, <= 4 cm) dominate incidental findings: radii 8 mm ("small",
       about 1.6 cm) and 16 mm ("medium", about 3 cm), one or two per call; "large" 24 mm.
     * Simple (Bosniak I) cysts: water density 0–20 HU, imperceptible wall, sharp margins:
       radius 8 mm, little deformation, 0.3–0.6 mm blur, one to three per call.
     * Kidneys are compact; centres are not eroded, the axial range widens when needed.
     """
-    rcc = Appearance("hypodense", (40.0, 100.0), (0.8, 1.5))
+    rcc = Appearance("hypodense", (40.0, 100.0), (0.8, 1.5), delivered=True)
     cyst = Appearance("cyst", blur_sigma_mm=(0.3, 0.6), fluid_hu=(0.0, 20.0))
     small = LesionGroup("small", (1, 2), 8.0, SigmaRule("integer", 1, 2))
     medium = LesionGroup("medium", (1, 2), 16.0, SigmaRule("integer", 2, 4))
@@ -165,7 +174,7 @@ def kidney_profile() -> OrganProfile:
         organ="kidney",
         types=types,
         type_probabilities={"small": 0.3, "medium": 0.2, "large": 0.1, "cyst": 0.3, "mix": 0.1},
-        placement=PlacementSpec(z_ranges=WIDENING_Z_RANGES, erode_mm=None),
+        placement=PlacementSpec(z_ranges=WIDENING_Z_RANGES, erode_mm=None, tissue_hu=(40.0, 400.0)),
         description="renal cell carcinoma and simple cysts (SynTumor's literature-based choice)",
     )
 

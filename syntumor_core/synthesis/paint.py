@@ -26,6 +26,9 @@ Box = tuple[slice, slice, slice]
 BLUR_TRUNCATE = 3.0
 # A box of its own costs about as much as this many more voxels of a shared box (set-up).
 BOX_OVERHEAD_VOXELS = 20_000
+# Largest gain of a delivered drop (see _paint_delivered): the blurred mask of a part of a few
+# voxels stays far below 1, and lifting it all the way would darken a halo wider than the part.
+MAX_GAIN = 3.0
 
 
 def blur_margin(blur_sigma_mm: float, spacing) -> list[int]:
@@ -156,9 +159,10 @@ def _paint_delivered(region, organ, tumor, params, texture, box: Box, spacing) -
 
     drop = difference · blur(Σ_k g_k · w · 1_k) · texture, with 1_k the k-th 26-connected
     part of the tumor, w = 1 − rim_fraction · rim (the enhancing rim, brightest at the edge)
-    and gains g_k chosen so that the mean drop over part k is ``difference`` (two fixed-point
-    steps: parts interact only through their blurred edges). The image changes only where
-    ``organ`` is set (the tumor lies within it).
+    and gains g_k chosen so that the mean drop over part k is ``difference`` (fixed-point
+    steps: parts interact only through their blurred edges; gains at most ``MAX_GAIN``, which
+    only parts of a few voxels reach). The texture enters divided by its level u0. The image
+    changes only where ``organ`` is set (the tumor lies within it).
     """
     blend = params.blend
     sigmas = [blend.blur_sigma_mm / s for s in spacing]
@@ -168,7 +172,9 @@ def _paint_delivered(region, organ, tumor, params, texture, box: Box, spacing) -
     weight = tumor.astype(np.float32)
     if blend.rim_fraction > 0 and blend.rim_width_mm > 0:
         weight -= np.float32(blend.rim_fraction) * enhancing_rim(tumor, blend.rim_width_mm, spacing)
+    # The texture around its level u0 (mean about 1), so that the gains stay near 1 / soft.
     shade = texture.values(box)
+    shade *= np.float32(1.0 / params.texture.u0)
     index = parts[tumor]
     gains = np.ones(count + 1, dtype=np.float64)
     support = bounding_box(tumor)
@@ -180,7 +186,9 @@ def _paint_delivered(region, organ, tumor, params, texture, box: Box, spacing) -
         means /= np.maximum(np.bincount(index, minlength=count + 1), 1)
         if np.all(np.abs(means[1:] - 1.0) < 1e-3):
             break
-        gains[1:] /= np.maximum(means[1:], 1e-3)
+        # A part of a few voxels is mostly edge (soft << 1): its gain is capped, or its
+        # blurred halo would paint a lesion much larger than its label.
+        gains[1:] = np.minimum(gains[1:] / np.maximum(means[1:], 1e-3), MAX_GAIN)
     drop *= np.float32(blend.difference_hu)
     np.subtract(region, drop, out=region, where=organ)
 
