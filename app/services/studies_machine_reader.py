@@ -2,7 +2,8 @@
 
 The lesions of the study's test cases, real arm against synthetic arm, are measured from the
 cases' label maps (1 organ, 2 tumor: the convention of the study's own measurements and of the
-synthesized label maps) and scored by :func:`syntumor_core.realism.reader.machine_reader_auc`.
+synthesized label maps; a map whose legend names no tumor or lesion has no lesion labels) and
+scored by :func:`syntumor_core.realism.reader.machine_reader_auc`.
 
 Computing it loads every test case's volumes, which no page request should do, so it is a
 command (``syntumor realism --study ID``, :func:`compute_study_machine_reader`) that stores its
@@ -31,6 +32,7 @@ from app.storage import Storage
 logger = logging.getLogger(__name__)
 
 ORGAN_LABEL, TUMOR_LABEL = 1, 2
+TUMOR_WORDS = ("tumor", "tumour", "lesion")
 MIN_LESION_VOXELS = 27
 """Smaller lesion components (under 3×3×3 voxels) are too small for texture and shape features."""
 NO_REAL_LABELS = "not available: the real arm has no lesion labels"
@@ -88,20 +90,38 @@ def stored_study_machine_reader(study: Study, storage: Storage) -> dict[str, Any
     return stored
 
 
-def _case_features(storage: Storage, image_path: str, label_path: str) -> list[np.ndarray]:
+def tumor_value(label: Volume) -> int | None:
+    """The lesion value of a label map: by its legend when it has one, else 2 (None: none).
+
+    A legend without a tumor or lesion entry (e.g. a phantom's organs, where 2 is the spleen)
+    means the map has no lesion labels.
+    """
+    legend = (label.meta or {}).get("labels")
+    if not legend:
+        return TUMOR_LABEL
+    for value, name in sorted(legend.items(), key=lambda item: int(item[0])):
+        if any(word in str(name).lower() for word in TUMOR_WORDS):
+            return int(value)
+    return None
+
+
+def _case_features(storage: Storage, image: Volume, label: Volume) -> list[np.ndarray]:
     from syntumor_core.realism.lesion_stats import crop_lesions
     from syntumor_core.realism.reader import lesion_features
 
-    image, labels = storage.load(image_path), storage.load(label_path, label=True)
+    value = tumor_value(label)
+    if value is None:
+        return []
+    ct, labels = storage.load(image.path), storage.load(label.path, label=True)
     crops = crop_lesions(
-        np.asarray(image.array),
+        np.asarray(ct.array),
         np.asarray(labels.array),
-        spacing=image.spacing,
+        spacing=ct.spacing,
         organ_value=ORGAN_LABEL,
-        tumor_value=TUMOR_LABEL,
+        tumor_value=value,
         min_voxels=MIN_LESION_VOXELS,
     )
-    return [lesion_features(crop, axial_axis=image.axial_axis) for crop in crops]
+    return [lesion_features(crop, axial_axis=ct.axial_axis) for crop in crops]
 
 
 def compute_study_machine_reader(
@@ -121,7 +141,7 @@ def compute_study_machine_reader(
         image = session.get(Volume, case.image_id) if case.image_id else None
         label = session.get(Volume, case.label_id) if case.label_id else None
         if image is not None and label is not None:
-            features[case.arm.truth] += _case_features(storage, image.path, label.path)
+            features[case.arm.truth] += _case_features(storage, image, label)
     counts = {truth: len(rows) for truth, rows in features.items()}
     if reason is None and min(counts.values()) < 2:
         short = "real" if counts["real"] < 2 else "synthetic"

@@ -114,3 +114,20 @@ def test_an_unknown_study_is_one_line(server):
         env={"SYNTUMOR_DATABASE_URL": server.database_url},
     )
     assert result.exit_code == 2 and result.output.strip() == "error: no study 999999"
+
+
+@pytest.mark.parametrize(
+    ("legend", "expected"),
+    [
+        (None, 2),
+        ({"1": "liver", "2": "tumor"}, 2),
+        ({"1": "organ", "3": "Liver lesion"}, 3),
+        ({"1": "liver", "2": "spleen", "3": "right kidney"}, None),  # a phantom's organs
+    ],
+)
+def test_the_lesion_value_follows_the_label_maps_legend(legend, expected):
+    from app.models import Volume
+    from app.services.studies_machine_reader import tumor_value
+
+    meta = {"labels": legend} if legend else {}
+    assert tumor_value(Volume(kind="label", meta=meta)) == expected
