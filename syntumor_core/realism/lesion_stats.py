@@ -11,7 +11,8 @@ Definitions (the same for real and synthetic lesions, so the two can be compared
 - **Sphericity**: ``π^(1/3) (6 V)^(2/3) / A`` with the volume ``V`` and area ``A`` of the
   marching-cubes surface (level 0.5 of the binary lesion mask, voxel spacing applied), as in
   pyradiomics' ``Sphericity``. 1 for a perfect sphere; a voxelised sphere of radius 8 voxels
-  gives about 0.93 (the mesh's facets add area), a cube about 0.8 and thin or ragged shapes less.
+  gives about 0.92 (the mesh's facets add area), a cube about 0.85 and thin or ragged shapes
+  less.
 - **Roughness**: the coefficient of variation (std / mean) of the surface vertices' distances
   from the lesion's centroid after the lesion is whitened by its inertia ellipsoid (the voxel
   coordinates' covariance, in mm). Whitening removes size and elongation, so any ellipsoid

@@ -274,8 +274,8 @@ def synthetic_arm(
             except OrganTooSmallError as error:
                 logger.warning("%s %s seed %d: %s", profile, tumor_type, call_seed, error)
                 failed += 1
-                continue
-            rows += _arm(result.image, result.label, case, min_voxels, "synthetic", tumor_type)
+            else:
+                rows += _arm(result.image, result.label, case, min_voxels, "synthetic", tumor_type)
             if progress is not None:
                 progress((type_index * n_per_type + call + 1) / total)
     return _pack(rows, calls=n_per_type * len(tumor_types), failed=failed)
