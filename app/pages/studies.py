@@ -8,7 +8,7 @@ the API's.
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import select
 
 from app import auth
@@ -62,20 +62,34 @@ def _volume_choices(db) -> list[dict]:
     labelled = {}
     for label in db.scalars(select(Volume).where(Volume.kind == "label").order_by(Volume.id)):
         labelled.setdefault(label.image_id, label)
+    from app.services.studies_checks import origin_of
+
     return [
-        {"id": v.id, "name": v.name, "source": v.source, "shape": v.shape,
+        {"id": v.id, "name": v.name, "source": v.source, "origin": origin_of(v), "shape": v.shape,
          "spacing": [round(s, 3) for s in v.spacing], "label": labelled.get(v.id) is not None,
          "labels": (labelled[v.id].meta or {}).get("labels") if v.id in labelled else None}
         for v in images
     ]  # fmt: skip
 
 
+LIST_FIELDS = ("arm0_volumes", "examples", "arm1_healthy", "arm1_volumes", "practice_real",
+               "practice_synthetic", "acknowledge")  # fmt: skip
+
+
+def _new_form(request: Request, user, db, *, form=None, error=None, checks=None, status=200):
+    """The new-study form, filled again with what was sent (lists included)."""
+    fields = {key: value for key, value in (form or {}).items() if key not in LIST_FIELDS}
+    chosen = {name: [str(v) for v in form.getlist(name)] if form else [] for name in LIST_FIELDS}
+    return render(request, "studies/new.html", status_code=status, user=user,
+                  volumes=_volume_choices(db), error=error, form=fields, chosen=chosen,
+                  checks=checks)  # fmt: skip
+
+
 @router.get("/studies/new")
 def new_study_form(request: Request):
     user = require_page_roles(request, *OWNER_ROLES)
     with request.app.state.session_factory() as db:
-        choices = _volume_choices(db)
-    return render(request, "studies/new.html", user=user, volumes=choices, error=None, form={})
+        return _new_form(request, user, db)
 
 
 def _ints(form, name: str) -> list[int]:
@@ -101,6 +115,8 @@ def spec_from_form(form) -> dict:
     else:
         arm1["volumes"] = [{"image_id": i} for i in _ints(form, "arm1_volumes")]
     caption = (form.get("example_caption") or "Example").strip()
+    practice = [{"image_id": i, "truth": truth} for truth in ("real", "synthetic")
+                for i in _ints(form, f"practice_{truth}")]  # fmt: skip
     return {
         "title": (form.get("title") or "").strip(),
         "description": form.get("description") or "",
@@ -118,6 +134,10 @@ def spec_from_form(form) -> dict:
             arm1,
         ],
         "examples": [{"image_id": i, "caption": caption, "arm": 0} for i in _ints(form, "examples")],
+        "practice": practice,
+        "questions": {"comment": form.get("ask_comment") == "on",
+                      "features": form.get("ask_features") == "on"},
+        "acknowledge": [str(code) for code in form.getlist("acknowledge")],
     }  # fmt: skip
 
 
@@ -139,9 +159,30 @@ async def new_study_submit(request: Request):
             return RedirectResponse(f"/studies/{study.id}", status_code=303)
         except (StudyError, ValidationError, ValueError) as error:
             db.rollback()
-            message = _message(error)
-            return render(request, "studies/new.html", status_code=422, user=user,
-                          volumes=_volume_choices(db), error=message, form=dict(form))  # fmt: skip
+            checks = getattr(error, "checks", None)
+            report = {"checks": checks} if checks is not None else None
+            return _new_form(request, user, db, form=form, error=_message(error),
+                             checks=report, status=getattr(error, "status", 422))  # fmt: skip
+
+
+@router.post("/studies/new/checks")
+async def new_study_checks(request: Request):
+    """The design checks of the form as it stands (JSON, for the form's live check list)."""
+    from pydantic import ValidationError
+
+    from app.api.studies import StudyCreate
+    from app.services.studies_checks import design_report
+
+    require_page_roles(request, *OWNER_ROLES)
+    form = await request.form()
+    auth.check_csrf(request, form.get("csrf_token"))
+    with request.app.state.session_factory() as db:
+        try:
+            spec = StudyCreate.model_validate(spec_from_form(form)).model_dump()
+            return design_report(db, spec)
+        except (StudyError, ValidationError, ValueError) as error:
+            status = getattr(error, "status", 422)
+            return JSONResponse({"detail": _message(error)}, status_code=status)
 
 
 def _message(error: Exception) -> str:

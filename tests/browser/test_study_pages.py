@@ -35,7 +35,16 @@ def test_owner_builds_a_study_with_the_form_and_invites_a_reader(browser, page, 
         page.check(f'input[name=arm1_healthy][value="{image_id}"]')
     page.check("input[name=click_synthetic]")
     page.fill("input[name=repeats]", "1")
+    warning = page.locator('#checks-list input[name=acknowledge][value="spacing_differs"]')
+    expect(warning).to_be_visible(timeout=T)  # checked live: 2.5 mm against 3 mm
+    expect(page.locator("#checks-list")).to_contain_text("display_grid")
+    expect(page.locator("#checks-arms")).to_contain_text("2.5×2.5×2.5")  # arms side by side
     screenshot(page, "study-new")
+    page.click("#new-study button[type=submit]")  # not acknowledged: refused, form kept
+    expect(page.locator("[role=alert]")).to_contain_text("spacing_differs")
+    expect(page.locator(f'input[name=arm0_volumes][value="{real[0][0]}"]')).to_be_checked()
+    expect(page.locator("input[name=repeats]")).to_have_value("1")
+    page.check('#checks-list input[name=acknowledge][value="spacing_differs"]')
     page.click("#new-study button[type=submit]")
     page.wait_for_url(re.compile(r"/studies/\d+$"))
     expect(page.locator("#study-status")).to_have_text(
