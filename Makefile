@@ -10,7 +10,7 @@ PYTEST_ARGS ?= -n 2
 
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup run test test-postgres lint bench clean
+.PHONY: setup system-packages run test test-postgres lint bench clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -31,14 +31,19 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP) $(NODE_STAMP)
 	$(PY) -m app.cli serve --demo
 
-test: $(STAMP) $(NODE_STAMP)
+# Chromium, g++ and PostgreSQL's programs from Debian (installed when root, else the command
+# to run is printed and the tests do not start).
+system-packages:
+	@bash scripts/system-packages.sh
+
+test: $(STAMP) $(NODE_STAMP) system-packages
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 # The web app's API, worker and migration tests again on PostgreSQL (`.ci/run` makes a throw-away
 # cluster): SYNTUMOR_TEST_DATABASE_URL names a database on a server where the tests may create
 # databases, e.g. postgresql+psycopg://syntumor@127.0.0.1:5432/postgres.
 PG_TESTS := tests/app/test_api_*.py tests/app/test_worker*.py tests/app/test_migrations.py tests/app/test_postgres*.py
-test-postgres: $(STAMP) $(NODE_STAMP)
+test-postgres: $(STAMP) $(NODE_STAMP) system-packages
 	@test -n "$$SYNTUMOR_TEST_DATABASE_URL" || { echo "set SYNTUMOR_TEST_DATABASE_URL=postgresql+psycopg://user@host:port/postgres"; exit 2; }
 	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow" $(PG_TESTS)
 

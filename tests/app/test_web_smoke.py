@@ -40,3 +40,14 @@ def test_upload_synthesize_segment(server, small_phantom_files):
     assert result["label_id"] is not None
     download = client.get(result["downloads"]["label"])
     assert download.status_code == 200 and download.content[:2] == b"\x1f\x8b"
+
+
+def test_favicon_is_served_and_linked(server):
+    client = server.client()
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    login = client.get("/login")
+    assert '<link rel="icon" href="/favicon.ico"' in login.text
+    assert client.get("/static/favicon.svg").status_code == 200
