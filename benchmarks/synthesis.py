@@ -6,13 +6,26 @@ SynTumor, loads the arrays, times the first call (imports and all set-up include
 ``--repeats`` more calls (median), and reports its peak resident memory. Profile ``paper+out``
 is ``paper`` with one output array allocated before the first call and passed to every call
 as ``out=`` (a batch of syntheses of one scan): the calls then skip allocating and
-page-faulting a new 100 MB image each time. Run:
+page-faulting a new 100 MB image each time. Profile ``paper+F`` gives image and mask in column
+(Fortran) order, as nibabel returns them (a mask made with ``== 1`` keeps that order): the
+engine's speed should not depend on it. Run:
 
     .venv/bin/python benchmarks/synthesis.py [--repeats 15] [--quick]
+    .venv/bin/python benchmarks/synthesis.py --quick --profiles paper paper+F --repeats 15
 
 On a shared machine the load changes from minute to minute; ``--baseline DIR`` (a folder holding
 another version's ``syntumor_core``, e.g. from ``git archive``) runs that version and this one
 alternately, ``--rounds`` times per case, so that both see the same load.
+
+``--original DIR`` times the released code of Hu et al. (a checkout of MrGiovanni/
+SyntheticTumors, never copied into this repository: DIR holds its ``TumorGenerated`` package;
+it imports ``cv2`` and ``elasticdeform``, which ``--original-deps DIR2`` may hold, e.g. from
+``pip install --target DIR2 opencv-python-headless elasticdeform``) in one process beside
+this version, on the same 512×512×100 phantom, calls alternating (released, ours, ours with
+``out=``, in a rotating order) ``--calls`` times per type, and prints each type's medians and
+ratios from that one run. The released code works in place on a volume already loaded (a
+MONAI transform), so its inputs are copied before its timer starts; its textures (one
+420×300×320 field here; ten at its start-up) are made once, before the calls, and timed apart.
 """
 
 from __future__ import annotations
@@ -30,7 +43,6 @@ import numpy as np
 
 OUT = Path(__file__).resolve().parent / "out"
 ROOT = Path(__file__).resolve().parents[1]
-ORIGINAL_SECONDS = {"tiny": 0.089, "small": 0.098, "medium": 0.113, "large": 0.157, "mix": 0.191}
 VOLUMES = {
     "512x512x100@1mm": ((512, 512, 100), (1.0, 1.0, 1.0)),
     "512x512x300@0.8x0.8x1mm": ((512, 512, 300), (0.8, 0.8, 1.0)),
@@ -43,10 +55,12 @@ started = time.perf_counter()
 import numpy as np
 from syntumor_core.synthesis import synthesize
 image = np.load(sys.argv[1]); mask = np.load(sys.argv[2])
-spacing = tuple(json.loads(sys.argv[3])); tumor_type = sys.argv[4]; profile, _, how = sys.argv[5].partition("+")
+spacing = tuple(json.loads(sys.argv[3])); tumor_type = sys.argv[4]; profile, *how = sys.argv[5].split("+")
 repeats = int(sys.argv[6])
+if "F" in how:  # column order, as nibabel gives
+    image, mask = np.asfortranarray(image), np.asfortranarray(mask)
 loaded = time.perf_counter()
-extra = {"out": np.empty(image.shape, np.float32)} if how == "out" else {}
+extra = {"out": np.empty(image.shape, np.float32, order="K" if "F" in how else "C")} if "out" in how else {}
 out = synthesize(image, mask, spacing=spacing, seed=0, tumor_type=tumor_type, profile=profile, **extra)
 first = time.perf_counter() - loaded
 first_with_imports = time.perf_counter() - started
@@ -61,6 +75,89 @@ print(json.dumps({"median": float(np.median(times)), "cpu": float(np.median(cpu)
                   "peak_mb": peak_mb, "ellipsoids": float(np.mean(ellipsoids)),
                   "voxels": float(np.median(voxels)), "input_mb": (image.nbytes + mask.nbytes) / 2**20}))
 """
+
+
+ORIGINAL_WORKER = r"""
+import json, random, statistics, sys, time
+import numpy as np
+sys.path[:0] = [p for p in sys.argv[5:] if p]
+from TumorGenerated.utils import SynthesisTumor, get_predefined_texture
+from syntumor_core.synthesis import synthesize
+image = np.load(sys.argv[1]); mask = np.load(sys.argv[2])
+spacing = tuple(json.loads(sys.argv[3])); calls = int(sys.argv[4])
+label = mask.astype(np.uint8)
+random.seed(0); np.random.seed(0)
+started = time.perf_counter()
+texture = get_predefined_texture((420, 300, 320), 9, 4)  # one of the ten it makes at start-up
+texture_s = time.perf_counter() - started
+out = np.empty(image.shape, np.float32)
+print(json.dumps({"texture_s": texture_s}), flush=True)
+for tumor_type in ("tiny", "small", "medium", "large", "mix"):
+    times = {"original": [], "ours": [], "ours+out": []}
+    for call in range(calls):
+        order = ["original", "ours", "ours+out"]
+        order = order[call % 3:] + order[:call % 3]
+        for who in order:
+            if who == "original":
+                random.seed(call); np.random.seed(call)
+                volume, scan = image.copy(), label.copy()  # loaded data, changed in place
+                t0 = time.perf_counter()
+                SynthesisTumor(volume, scan, tumor_type, texture)
+            else:
+                extra = {"out": out} if who == "ours+out" else {}
+                t0 = time.perf_counter()
+                synthesize(image, mask, spacing=spacing, seed=call, tumor_type=tumor_type, **extra)
+            times[who].append(time.perf_counter() - t0)
+    print(json.dumps({"type": tumor_type, **{k: statistics.median(v) for k, v in times.items()}}), flush=True)
+"""
+
+
+def compare_original(args) -> None:
+    """The released code and this version in one process, calls alternating (one run)."""
+    name, (shape, spacing) = next(iter(VOLUMES.items()))
+    image_path, mask_path = prepare(name, shape, spacing)
+    deps = str(args.original_deps.resolve()) if args.original_deps else ""
+    command = [
+        sys.executable,
+        "-c",
+        ORIGINAL_WORKER,
+        str(image_path),
+        str(mask_path),
+        json.dumps(spacing),
+        str(args.calls),
+        str(args.original.resolve()),
+        deps,
+    ]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    print(
+        f"released code: {args.original}; {name}, {args.calls} calls per type, alternating "
+        "(released, ours, ours with out=) in a rotating order, one process"
+    )
+    print(
+        "| type | released s/call | ours s/call | ours / released | ours+out s/call | ours+out / released |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=environment
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            row = json.loads(line)
+            if "texture_s" in row:
+                texture_note = (
+                    f"released code's texture (one 420×300×320 field): {row['texture_s']:.1f} s"
+                )
+                continue
+            print(
+                f"| {row['type']} | {row['original']:.3f} | {row['ours']:.3f} | "
+                f"{row['ours'] / row['original']:.2f} | {row['ours+out']:.3f} | "
+                f"{row['ours+out'] / row['original']:.2f} |",
+                flush=True,
+            )
+    if process.returncode:
+        raise SystemExit(f"the worker failed (exit {process.returncode})")
+    print(texture_note)
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 def prepare(name: str, shape, spacing) -> tuple[Path, Path]:
@@ -98,9 +195,9 @@ def compare(volumes, profiles, args) -> None:
     print(f"baseline: {args.baseline}; {args.rounds} rounds of {args.repeats} calls per case")
     print(
         "| volume | profile | type | baseline s/call | this s/call | speed-up | baseline CPU s | "
-        "this CPU s | original s | this / original |"
+        "this CPU s |"
     )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for name, (shape, spacing) in volumes:
         image_path, mask_path = prepare(name, shape, spacing)
         for profile in profiles:
@@ -121,11 +218,9 @@ def compare(volumes, profiles, args) -> None:
                         )
                 wall = {k: float(np.median([r["median"] for r in v])) for k, v in runs.items()}
                 cpu = {k: float(np.median([r["cpu"] for r in v])) for k, v in runs.items()}
-                original = ORIGINAL_SECONDS[tumor_type]
                 print(
                     f"| {name} | {profile} | {tumor_type} | {wall['base']:.3f} | {wall['this']:.3f} | "
-                    f"{wall['base'] / wall['this']:.2f} | {cpu['base']:.3f} | {cpu['this']:.3f} | "
-                    f"{original:.3f} | {wall['this'] / original:.2f} |",
+                    f"{wall['base'] / wall['this']:.2f} | {cpu['base']:.3f} | {cpu['this']:.3f} |",
                     flush=True,
                 )
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
@@ -142,10 +237,20 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternations per case (--baseline)")
     parser.add_argument(
+        "--original",
+        type=Path,
+        help="a checkout of the released code (holding TumorGenerated/): time it beside this one",
+    )
+    parser.add_argument(
+        "--original-deps", type=Path, help="a folder holding cv2 and elasticdeform (--original)"
+    )
+    parser.add_argument("--calls", type=int, default=30, help="calls per type (--original)")
+    parser.add_argument(
         "--profiles",
         nargs="+",
         default=["paper", "paper+out", "realistic"],
-        help="profiles to time; PROFILE+out passes one reused output array (out=) to every call",
+        help="profiles to time; PROFILE+out passes one reused output array (out=) to every "
+        "call, PROFILE+F gives column-ordered (Fortran) image and mask",
     )
     args = parser.parse_args()
     print(
@@ -153,14 +258,17 @@ def main() -> None:
     )
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     volumes = list(VOLUMES.items())[:1] if args.quick else list(VOLUMES.items())
+    if args.original:
+        compare_original(args)
+        return
     if args.baseline:
         compare(volumes, args.profiles, args)
         return
     print(
-        "| volume | profile | type | ellipsoids | tumor voxels | median s/call | CPU s/call | original s | "
-        "ratio | s per tumor | first call s (+imports) | peak RSS MB |"
+        "| volume | profile | type | ellipsoids | tumor voxels | median s/call | CPU s/call | "
+        "s per tumor | first call s (+imports) | peak RSS MB |"
     )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, (shape, spacing) in volumes:
         started = time.perf_counter()
         image_path, mask_path = prepare(name, shape, spacing)
@@ -171,10 +279,9 @@ def main() -> None:
         for profile in args.profiles:
             for tumor_type in TYPES:
                 r = run_case(image_path, mask_path, spacing, tumor_type, profile, args.repeats)
-                original = ORIGINAL_SECONDS[tumor_type]
                 print(
                     f"| {name} | {profile} | {tumor_type} | {r['ellipsoids']:.1f} | {r['voxels']:,.0f} | "
-                    f"{r['median']:.3f} | {r['cpu']:.3f} | {original:.3f} | {r['median'] / original:.2f} | "
+                    f"{r['median']:.3f} | {r['cpu']:.3f} | "
                     f"{r['median'] / max(r['ellipsoids'], 1):.3f} | {r['first']:.2f} ({r['first_total']:.2f}) | "
                     f"{r['peak_mb']:.0f} |",
                     flush=True,

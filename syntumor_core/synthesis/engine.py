@@ -95,7 +95,7 @@ def _restrict(image, geometry: OrganGeometry, profile: OrganProfile, protect) ->
     domain = geometry.organ.copy()
     local = None
     if protect is not None:
-        local = np.ascontiguousarray(protect[geometry.box])
+        local = np.array(protect[geometry.box], order="K")
         domain &= ~local
     if tissue is not None:
         region = np.ascontiguousarray(image[geometry.box], dtype=np.float32)

@@ -72,7 +72,9 @@ class OutputCopy:
             raise self._error
         if self._cancelled:
             raise RuntimeError("the output copy was cancelled; its arrays are incomplete")
-        label = np.zeros(self._mask.shape, dtype=np.uint8)
+        # In the mask's memory order, so that copying the organ in is not a transposition.
+        order = "F" if self._mask.flags.f_contiguous and not self._mask.flags.c_contiguous else "C"
+        label = np.zeros(self._mask.shape, dtype=np.uint8, order=order)
         box = organ_box if organ_box is not None else (slice(None),) * self._mask.ndim
         label[box] = self._mask[box] if organ is None else organ
         return self.image, label

@@ -24,10 +24,12 @@ class OrganGeometry:
     """Facts about the organ mask computed once per call.
 
     ``mask`` is the caller's mask (any memory order; read only for checksums). Everything the
-    synthesis reads works on C-ordered copies over the organ's bounding ``box``: ``organ``
+    synthesis reads works on contiguous copies over the organ's bounding ``box``: ``organ``
     (the mask there) and ``domain`` (the organ voxels a tumor may occupy or change: the organ
-    minus ``protect``d voxels and, for profiles that restrict the tissue, voxels outside its
-    HU range), so that speed does not depend on the inputs' memory order.
+    minus ``protect``ed voxels and, for profiles that restrict the tissue, voxels outside its
+    HU range). The copies keep the input's memory order (a column-ordered mask, as nibabel
+    gives, is copied without a transposition), and what is read from them are small boxes, so
+    the speed does not depend on the inputs' memory order.
     """
 
     mask: np.ndarray
@@ -41,7 +43,7 @@ class OrganGeometry:
 
     def __post_init__(self) -> None:
         if self.organ is None:
-            object.__setattr__(self, "organ", np.ascontiguousarray(self.mask[self.box]))
+            object.__setattr__(self, "organ", np.array(self.mask[self.box], order="K"))
         if self.domain is None:
             object.__setattr__(self, "domain", self.organ)
 
@@ -110,7 +112,7 @@ def organ_geometry(mask: np.ndarray, spacing, axial_axis: int) -> OrganGeometry 
     box = bounding_box(mask)
     if box is None:
         return None
-    organ = np.ascontiguousarray(mask[box])
+    organ = np.array(mask[box], order="K")
     count = int(np.count_nonzero(organ))
     return OrganGeometry(mask, box, axial_axis, tuple(float(s) for s in spacing), count, organ)  # type: ignore[arg-type]
 
