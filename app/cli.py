@@ -114,7 +114,9 @@ def phantom(
         typer.echo("labels: " + ", ".join(f"{value} {name}" for name, value in LABELS.items()))
 
 
-def _organ_mask(mask_path: Path, labels: list[int], image):
+def _organ_mask(mask_path: Path, labels: list[int], image, protect_labels=()):
+    """The organ (voxels of ``labels``) and, when ``protect_labels`` are given, the voxels of
+    those labels (else None), both from the label map at ``mask_path``."""
     from syntumor_core.errors import MaskError
     from syntumor_core.volume import load_label_nifti
 
@@ -135,7 +137,13 @@ def _organ_mask(mask_path: Path, labels: list[int], image):
         raise MaskError(
             f"mask {mask_path.name} has no voxel with label {labels}; labels present: {present}"
         )
-    return organ
+    if not protect_labels:
+        return organ, None
+    if set(protect_labels) & set(labels):
+        raise MaskError(
+            f"label(s) {sorted(set(protect_labels) & set(labels))} are both organ and protected"
+        )
+    return organ, np.isin(mask_volume.array, list(protect_labels))
 
 
 @app.command()
@@ -155,6 +163,13 @@ def synthesize(
     mask_label: Annotated[
         list[int] | None, typer.Option(help="Label value(s) of the organ in --mask.")
     ] = None,
+    protect_label: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Label value(s) in --mask never to overlap, move or change, e.g. the scan's "
+            "real lesions or vessels (repeat)."
+        ),
+    ] = None,
     organ: Annotated[str, typer.Option(help="liver, pancreas or kidney.")] = "liver",
     tumor_type: Annotated[
         str, typer.Option("--type", help="Tumor type of the organ profile, e.g. tiny … mix.")
@@ -173,11 +188,13 @@ def synthesize(
     with user_errors():
         ct = load_nifti(image)
         recorded = synthesis.load_manifest(replay) if replay else None
-        labels = mask_label or (recorded or {}).get("source", {}).get("mask_labels") or [1]
-        organ_mask = _organ_mask(mask, list(labels), ct)
+        source = (recorded or {}).get("source", {})
+        labels = mask_label or source.get("mask_labels") or [1]
+        protected = protect_label or source.get("protect_labels") or []
+        organ_mask, protect = _organ_mask(mask, list(labels), ct, list(protected))
         with progress_bar("synthesis") as progress:
             if recorded is not None:
-                result = synthesis.replay(recorded, ct.array, organ_mask)
+                result = synthesis.replay(recorded, ct.array, organ_mask, protect=protect)
             else:
                 result = synthesis.synthesize(
                     ct.array,
@@ -188,6 +205,7 @@ def synthesize(
                     tumor_type=tumor_type,
                     profile=profile,
                     axial_axis=ct.axial_axis,
+                    protect=protect,
                 )
             progress(0.8)
             save_nifti(Volume(result.image, ct.affine), out_image)
@@ -200,6 +218,8 @@ def synthesize(
                     "mask": mask.name,
                     "mask_labels": list(labels),
                 }
+                if protected:
+                    record["source"]["protect_labels"] = list(protected)
                 synthesis.save_manifest(record, manifest)
     params = result.params
     tumor_ml = (

@@ -109,6 +109,43 @@ def test_synthesize_then_replay_is_bit_identical(phantom_files, tmp_path):
     assert np.array_equal(load_nifti(out).array, load_nifti(again).array)
 
 
+def test_protect_label_keeps_those_voxels_and_travels_in_the_manifest(phantom_files, tmp_path):
+    """--protect-label: voxels of that label are never changed or labelled tumor; the replay
+    reads the labels back from the manifest."""
+    from syntumor_core.volume import Volume, save_nifti
+
+    image, labels = phantom_files
+    organs = load_label_nifti(labels)
+    array = np.array(organs.array)
+    liver = array == 1
+    lesion = np.zeros_like(liver)
+    lesion[30:60, 30:60, 20:44] = True
+    array[liver & lesion] = 9  # a "real lesion" inside the liver
+    relabelled = tmp_path / "relabelled.nii.gz"
+    save_nifti(Volume(array, organs.affine), relabelled)
+    out, label, manifest = tmp_path / "out.nii.gz", tmp_path / "label.nii.gz", tmp_path / "m.json"
+    common = ["--image", str(image), "--mask", str(relabelled)]
+    result = runner.invoke(
+        app,
+        ["synthesize", *common, "--mask-label", "1", "--protect-label", "9", "--type", "medium"]
+        + ["--profile", "realistic", "--seed", "3", "--out-image", str(out)]
+        + ["--out-label", str(label), "--manifest", str(manifest)],
+    )
+    assert result.exit_code == 0, result.output
+    protected = array == 9
+    assert protected.any()
+    before, after = load_nifti(image).array, load_nifti(out).array
+    assert np.array_equal(after[protected], before[protected])
+    assert not (load_label_nifti(label).array[protected] == 2).any()
+    assert json.loads(manifest.read_text())["source"]["protect_labels"] == [9]
+    again = tmp_path / "again.nii.gz"
+    result = runner.invoke(
+        app, ["synthesize", "--replay", str(manifest), *common, "--out-image", str(again)]
+    )
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(load_nifti(again).array, after)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
