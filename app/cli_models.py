@@ -135,20 +135,53 @@ def list_command(
 @models_app.command("pull")
 def pull_command(
     name: Annotated[
-        str, typer.Argument(help="Registered model name (see `syntumor models list`).")
-    ],
+        str | None,
+        typer.Argument(help="Registered model name (see `syntumor models list`); or --all."),
+    ] = None,
+    pull_all: Annotated[
+        bool,
+        typer.Option("--all", help="All published models, from the one archive runs.tar.gz."),
+    ] = False,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     url: Annotated[
-        str | None, typer.Option(help="Download from this URL instead (a mirror).")
+        str | None,
+        typer.Option(
+            help="Download from this exact URL instead (the file, or with --all the archive)."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            envvar="SYNTUMOR_MODELS_BASE_URL",
+            help="A mirror: fetch the registered links' paths from this server instead.",
+        ),
     ] = None,
 ) -> None:
-    """Download a published checkpoint, verify that it loads safely, and put it in place."""
+    """Download published checkpoints (resumable), verify that each loads strictly as its
+    architecture and has the sha256 of its first download, and put them in place."""
     from app.cli import user_errors
-    from app.model_registry import pull
+    from app.model_pull import pull_all as fetch_all
+    from app.model_pull import pull_one
 
-    with user_errors(), _download_bar(name) as progress:
-        path = pull(name, data_dir, progress, url=url)
-    typer.echo(f"pulled {name} -> {path}")
+    if (name is None) == (not pull_all):
+        raise typer.BadParameter("give a model NAME or --all (not both)")
+    if not pull_all:
+        with user_errors(), _download_bar(name) as progress:
+            path = pull_one(name, data_dir, progress, url=url, base_url=base_url)
+        typer.echo(f"pulled {name} -> {path}")
+        return
+    with user_errors(), _download_bar("runs.tar.gz") as progress:
+        outcomes = fetch_all(data_dir, progress, url=url, base_url=base_url)
+    for outcome in outcomes:
+        if outcome.path is not None:
+            typer.echo(f"pulled {outcome.name} -> {outcome.path}")
+        else:
+            typer.echo(f"error: {outcome.name}: {outcome.error}", err=True)
+    failed = sum(outcome.path is None for outcome in outcomes)
+    if failed:
+        typer.echo(f"error: {failed} of {len(outcomes)} models were not installed", err=True)
+        raise typer.Exit(2)
 
 
 @models_app.command("add")

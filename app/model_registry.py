@@ -31,14 +31,10 @@ from app.model_download import (
     CHECKPOINT_FILE_NAME,
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_TIMEOUT_S,
-    DownloadError,
     ProgressCallback,
     check_download_url,
-    direct_download_url,
-    download,
     install_checkpoint,
     staging_file,
-    unpack_checkpoint,
     verify_checkpoint,
     write_json_atomically,
 )
@@ -372,58 +368,28 @@ def pull(
     progress: ProgressCallback | None = None,
     *,
     url: str | None = None,
+    base_url: str | None = None,
     registry_path: str | os.PathLike[str] | None = None,
     max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Path:
     """Download a registered checkpoint into ``<data_dir>/models/<name>/model.pt``.
 
-    The file is streamed into a temporary file beside the target, unpacked if it is a tar or
-    zip archive holding one ``model.pt``, loaded with
-    :func:`~syntumor_core.checkpoints.load_model` (safe, strict, as the registered
-    architecture), checked against the registered sha256 if any, and only then moved into
-    place. On any failure nothing new is left behind.
-
-    Args:
-        name: registry name.
-        data_dir: the data folder.
-        progress: called with (bytes received, total bytes or ``None``).
-        url: download from here instead of the registered link (a mirror).
-        registry_path: the built-in registry file (tests inject their own).
-        max_bytes: refuse downloads larger than this.
-        timeout_s: network timeout per blocking operation.
-
-    Returns:
-        The installed checkpoint file.
+    See :func:`app.model_pull.pull_one`: resumable, Dropbox links made direct, a web page
+    refused, unpacked if it is an archive holding one ``model.pt``, loaded strictly as the
+    registered architecture, its sha256 checked against the registered one and the one
+    recorded at its first download, and only then moved into place.
 
     Raises:
         ModelRegistryError: unknown name, or nothing to download.
         DownloadError: no network, HTTP error, size limit, a web page or an unusable archive.
-        CheckpointError: the download is not a safe checkpoint of the registered architecture.
+        CheckpointError: the download is not a safe checkpoint of the registered architecture,
+            or its sha256 is not the expected one.
     """
-    entry = find_entry(name, all_entries(data_dir, registry_path))
-    if entry.path is not None:
-        raise ModelRegistryError(
-            f"model {name!r} ships with SynTumor ({entry.path}); there is nothing to pull"
-        )
-    link = url or entry.url
-    if link is None:
-        raise ModelRegistryError(
-            f"no download link is recorded for model {name!r} (see the 'source' note in the "
-            "registry): pass one with --url URL"
-        )
-    link = direct_download_url(link)
-    target = Path(data_dir) / "models" / entry.name / CHECKPOINT_FILE_NAME
-    with staging_file(target.parent) as downloaded, staging_file(target.parent) as unpacked:
-        size = download(link, downloaded, progress, max_bytes=max_bytes, timeout_s=timeout_s)
-        what = f"the download of {name!r} from {link}"
-        try:
-            candidate = unpack_checkpoint(downloaded, unpacked, max_bytes)
-        except DownloadError as error:
-            raise DownloadError(f"refused {what}: {error}") from None
-        details = verify_checkpoint(candidate, entry.arch, entry.sha256, what)
-        _install(candidate, entry, target, link, downloaded_bytes=size, **details)
-    return target
+    from app.model_pull import pull_one
+
+    return pull_one(name, data_dir, progress, url=url, base_url=base_url,
+                    registry_path=registry_path, max_bytes=max_bytes, timeout_s=timeout_s)  # fmt: skip
 
 
 def add(
