@@ -59,6 +59,12 @@ class SynthesisBody(BaseModel):
     tumor_type: str = "mix"
     profile: ProfileName = "paper"
     seed: int = Field(0, ge=0, le=2**32 - 1)
+    protect_labels: list[DbInt] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Label values in the mask never to overlap, move or change (e.g. the "
+        "scan's real lesions or vessels).",
+    )
 
 
 KIND_NOUNS = {"image": "an image", "label": "a label map"}
@@ -114,6 +120,7 @@ def synthesis_json(row: Synthesis) -> dict:
         "tumor_type": row.tumor_type,
         "profile": row.profile,
         "seed": row.seed,
+        "protect_labels": list((row.job.params or {}).get("protect_labels", [])) if row.job else [],
         "out_image_id": row.out_image_id,
         "out_label_id": row.out_label_id,
         "job": job_json(row.job),
@@ -253,7 +260,13 @@ def create_synthesis(
         seed=body.seed,
         owner_id=user.id,
     )
-    return synthesis_json(_queue(db, "synthesize", row, "synthesis_id"))
+    if set(body.protect_labels) & set(body.mask_labels):
+        raise HTTPException(422, "a label cannot be both organ (mask_labels) and protected")
+    row = _queue(db, "synthesize", row, "synthesis_id")
+    if body.protect_labels:  # kept with the job's parameters (the row has no column for it)
+        row.job.params = {**row.job.params, "protect_labels": list(body.protect_labels)}
+        db.commit()
+    return synthesis_json(row)
 
 
 @router.get("/syntheses")

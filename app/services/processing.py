@@ -208,6 +208,8 @@ def run_synthesis(context: JobContext) -> dict[str, Any]:
                 "be on the same grid"
             )
         organ_mask = np.isin(np.asarray(labels.array), spec["labels"])
+        protected = list(context.params.get("protect_labels") or [])
+        protect = np.isin(np.asarray(labels.array), protected) if protected else None
         context.progress(0.2, "synthesizing", force=True)
         made = engine.synthesize(
             np.asarray(image.array, dtype=np.float32),
@@ -218,6 +220,7 @@ def run_synthesis(context: JobContext) -> dict[str, Any]:
             tumor_type=spec["tumor_type"],
             profile=spec["profile"],
             axial_axis=image.axial_axis,
+            protect=protect,
         )
     except SynTumorError as error:
         raise JobFailed(str(error)) from None

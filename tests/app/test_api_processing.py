@@ -195,6 +195,31 @@ def test_synthesis_create_list_get_manifest(server, researcher, dicom_image, pha
     assert_error(researcher.get("/api/v1/syntheses/999999"), 404, "synthesis 999999 not found")
 
 
+def test_synthesis_with_protected_labels(server, researcher, dicom_image, phantom_case):
+    """protect_labels reach the engine: the manifest records a protect mask; a label cannot
+    be organ and protected at once."""
+    labels = researcher.post(
+        "/api/v1/volumes",
+        params={"name": "organs.nii.gz", "kind": "label", "image_id": dicom_image["id"]},
+        content=phantom_case[1],
+    )
+    assert labels.status_code == 201, labels.text
+    body = {"image_id": dicom_image["id"], "mask_id": labels.json()["id"], "seed": 3}
+    both = researcher.post("/api/v1/syntheses", json={**body, "protect_labels": [1]})
+    assert_error(both, 422, contains="both organ")
+    answer = researcher.post(
+        "/api/v1/syntheses", json={**body, "tumor_type": "small", "protect_labels": [2, 5]}
+    )
+    assert answer.status_code == 202, answer.text
+    created = answer.json()
+    assert created["protect_labels"] == [2, 5]
+    job = server.wait_for_job(researcher, created["job"]["id"])
+    assert job["status"] == "succeeded", job
+    result = researcher.get(f"/api/v1/syntheses/{created['id']}").json()
+    manifest = researcher.get(result["downloads"]["manifest"]).json()
+    assert manifest["input"]["protect_mask_sha256"]
+
+
 def test_models_and_synthesis_options(researcher):
     models = researcher.get("/api/v1/models")
     assert models.status_code == 200
