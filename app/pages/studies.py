@@ -197,10 +197,13 @@ def _message(error: Exception) -> str:
 
 
 def _detail(request: Request, study_id: Id, **extra):
+    from app.services.studies_results import design_summary
+
     with request.app.state.session_factory() as db:
         user, study = _owned(request, db, study_id)
         data = service.study_json(db, study, detail=True)
-        return render(request, "studies/detail.html", user=user, study=data, **extra)
+        return render(request, "studies/detail.html", user=user, study=data,
+                      design=design_summary(study), **extra)  # fmt: skip
 
 
 @router.get("/studies/{study_id}")

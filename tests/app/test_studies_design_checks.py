@@ -107,6 +107,8 @@ def test_an_acknowledged_design_is_recorded_and_reported(server, owner, volumes)
     reported = summary["results"]["design"]
     assert "Real tumors from 1 real CT scan, Synthetic tumors from 3 phantoms" in reported["cues"]
     assert "1 vs 3 cases" in reported["cues"]
+    detail = client.get(f"/studies/{study_id}")
+    assert "Design checks" in detail.text and "sources_differ" in detail.text
     page = client.get(f"/studies/{study_id}/report")
     assert page.status_code == 200
     for text in ("Design checks", "Cues that remain", "1 real CT scan", "3 phantoms",
@@ -142,3 +144,30 @@ def test_the_cli_lists_the_warnings_and_takes_acknowledge(server, owner, volumes
     made = subprocess.run(command + acknowledged, cwd=REPO, env=env, capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     assert made.stdout.startswith("study ") and "created" in made.stdout
+
+
+def _study_with_sizes(real: list[float], synthetic: list[float]):
+    from app.models_studies import Study, StudyArm, StudyCase
+
+    study = Study(title="sizes", design={})
+    for position, (truth, sizes) in enumerate((("real", real), ("synthetic", synthetic))):
+        arm = StudyArm(id=position + 1, position=position, name=truth.title(), truth=truth)
+        study.arms.append(arm)
+        for size in sizes:
+            study.cases.append(StudyCase(arm=arm, arm_id=arm.id, role="test",
+                                         plan={"diameters_mm": [size, 3.0]}))  # fmt: skip
+    return study
+
+
+def test_measured_tumor_sizes_are_compared_after_preparation():
+    from app.services.studies_results import design_summary
+
+    apart = design_summary(_study_with_sizes([10, 11, 12, 13, 14], [30, 31, 32, 33, 34]))
+    size_check = [c for c in apart["checks"] if c["code"] == "tumor_sizes_differ"]
+    assert size_check and size_check[0]["level"] == "warning"
+    assert (
+        "Real median 12.0 mm" in size_check[0]["message"] and size_check[0]["cue"] in apart["cues"]
+    )
+    alike = design_summary(_study_with_sizes([10, 20, 30, 40], [12, 22, 28, 41]))
+    assert [c["level"] for c in alike["checks"] if c["code"].startswith("tumor_sizes")] == ["info"]
+    assert alike["cues"] == [] and not alike["checked"]  # made before the builder checked
