@@ -284,13 +284,17 @@ def _check_answer(study: Study, body: dict[str, Any]) -> None:
 
 
 def _check_questions(study: Study, body: dict[str, Any]) -> None:
+    """Refuse answers to questions the study does not ask; an empty one counts as none."""
     asked = study.questions or {}
-    if body.get("comment") is not None and not asked.get("comment"):
+    if body.get("comment") and not asked.get("comment"):
         raise StudyError("this study asks for no comment; leave comment out")
-    if body.get("features") is not None and not asked.get("features"):
+    if body.get("features") and not asked.get("features"):
         raise StudyError(
             "this study does not ask which features gave a case away; leave features out"
         )
+    for key in ("comment", "features"):
+        if not asked.get(key):
+            body[key] = None
 
 
 def _same(row: StudyAnswer, body: dict[str, Any]) -> bool:

@@ -165,3 +165,21 @@ def test_the_pages_show_the_summary_and_never_the_practice(server, setting):
         assert "What gave cases away" in html and "looked odd" in html, page
         assert PRACTICE_MARK not in html, page
     browser.close()
+
+
+def test_a_study_without_questions_refuses_their_answers(server, setting):
+    study_owner = setting["owner"]
+    study_id = ready_study_without_images(server, study_owner.username, 1, 1)
+    invitation, reader = invite(server, study_owner, study_id, "plain reader")
+    overview = reader.get("/api/v1/reader").json()
+    assert overview["study"]["questions"] == {"comment": False, "features": []}
+    first, second = (r["token"] for r in readings_of(server, invitation["reader"]["id"]))
+    refused = _put(reader, first, {"answer": "real", "confidence": 2, "features": ["shape"]})
+    assert refused.status_code == 422 and "does not ask which features" in refused.json()["detail"]
+    refused = _put(reader, first, {"answer": "real", "confidence": 2, "comment": "odd"})
+    assert refused.status_code == 422 and "asks for no comment" in refused.json()["detail"]
+    empty = _put(
+        reader, second, {"answer": "real", "confidence": 2, "features": [], "comment": " "}
+    )
+    assert empty.status_code == 201, empty.text
+    assert (empty.json()["answer"]["features"], empty.json()["answer"]["comment"]) == (None, None)
