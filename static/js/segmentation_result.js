@@ -26,9 +26,9 @@ export async function presentSegmentation(panel, segmentation, parts) {
   const label = await getJSON(`${API}/volumes/${current.label_id}`);
   if (!panel.labelMaps.some((item) => item.id === label.id)) panel.setLabelMaps([...panel.labelMaps, label]);
   await panel.showOverlay(label.id);
-  renderLesions(parts.lesions, current.lesions, (mm) => panel.viewer.centerOnMM(mm));
+  renderLesions(parts.lesions, current.lesions, (mm) => panel.showLesion(mm));
   renderDownloads(parts.downloads, segmentationDownloads(current));
   parts.result.hidden = false;
-  if (current.lesions && current.lesions.length) panel.viewer.centerOnMM(current.lesions[0].centroid_mm);
+  if (current.lesions && current.lesions.length) panel.overlayViewer.centerOnLesion(current.lesions[0].centroid_mm);
   return current;
 }

@@ -1,8 +1,10 @@
 // A CT viewer on NiiVue: one canvas, a CT in HU, an optional label-map overlay with a legend,
-// window/level presets, layouts (multiplanar with 3-D, single planes, 3-D render) and the HU
-// under the mouse pointer.
+// window/level presets, layouts (a 2×2 of three planes + 3-D, single planes, 3-D render; a
+// double click maximises the tile under the pointer), slice positions per plane, the HU under
+// the mouse pointer, and two tools: a length measurement and a rectangular ROI with HU
+// statistics.
 
-import { Niivue, NVImage, SHOW_RENDER } from "/vendor/niivue/index.js";
+import { DRAG_MODE, MULTIPLANAR_TYPE, Niivue, NVImage, SHOW_RENDER } from "/vendor/niivue/index.js";
 
 /** CT windows (width/level in HU). Liver: W150/L90, a narrow window for portal-venous liver. */
 export const WINDOW_PRESETS = {
@@ -12,7 +14,7 @@ export const WINDOW_PRESETS = {
 };
 
 export const LAYOUTS = {
-  multiplanar: "Multiplanar + 3-D",
+  multiplanar: "2×2: three planes + 3-D",
   axial: "Axial",
   coronal: "Coronal",
   sagittal: "Sagittal",
@@ -80,14 +82,32 @@ function distinctValues(img) {
   return [...seen];
 }
 
+/** RAS axes of the slice planes: sagittal slices along x, coronal along y, axial along z. */
+export const PLANE_AXES = { sagittal: 0, coronal: 1, axial: 2 };
+const PLANE_OF_SLICE_TYPE = ["axial", "coronal", "sagittal"]; // NiiVue's axCorSag 0, 1, 2
+const TOOL_DRAG_MODES = {
+  crosshair: DRAG_MODE.crosshair,
+  measure: DRAG_MODE.measurement,
+  roi: DRAG_MODE.roiSelection,
+};
+
 export class CtViewer {
   /**
    * @param {HTMLCanvasElement} canvas
-   * @param {{onHover?: (info: {hu: number, mm: number[], label: string|null}|null) => void}} options
+   * @param {{
+   *   onHover?: (info: {hu: number, mm: number[], label: string|null}|null) => void,
+   *   onSlices?: (slices: Array<{index: number, count: number}>) => void,
+   *   onLayout?: (name: string) => void,
+   *   onMeasure?: (result: object) => void,
+   * }} options
    */
   constructor(canvas, options = {}) {
     this.canvas = canvas;
     this.onHover = options.onHover || (() => {});
+    this.onSlices = options.onSlices || (() => {});
+    this.onLayout = options.onLayout || (() => {});
+    this.onMeasure = options.onMeasure || (() => {});
+    this.tool = "crosshair";
     this.nv = new Niivue({
       backColor: [0, 0, 0, 1],
       crosshairColor: [0.1, 0.75, 1, 0.8],
@@ -98,6 +118,7 @@ export class CtViewer {
       isResizeCanvas: true,
       dragAndDropEnabled: false,
       multiplanarShowRender: SHOW_RENDER.ALWAYS,
+      multiplanarLayout: MULTIPLANAR_TYPE.GRID,
       isOrientationTextVisible: true,
       logLevel: "error",
       loadingText: "loading",
@@ -113,7 +134,9 @@ export class CtViewer {
     this.ready = this.nv.attachToCanvas(canvas);
     canvas.addEventListener("mousemove", (event) => this.hover(event));
     canvas.addEventListener("mouseleave", () => this.onHover(null));
+    canvas.addEventListener("dblclick", (event) => this.toggleMaximise(event));
     this.nv.onLocationChange = (location) => this.reportLocation(location);
+    this.nv.onDragRelease = (drag) => this.dragReleased(drag);
   }
 
   /** Load a CT (volume JSON of the API) as the background image. */
@@ -150,6 +173,106 @@ export class CtViewer {
     if (!(name in types)) throw new Error(`unknown layout ${name}`);
     this.layout = name;
     this.nv.setSliceType(types[name]);
+    this.onLayout(name);
+  }
+
+  /**
+   * In the 2×2 layout, show the tile under the pointer alone (the last clicked one without an
+   * event, e.g. from a key); in a single tile, go back to the 2×2 layout.
+   */
+  toggleMaximise(event = null) {
+    if (this.layout !== "multiplanar") {
+      this.setLayout("multiplanar");
+      return;
+    }
+    let tile = this.nv.uiData.clickedTile ?? -1;
+    let render = false;
+    if (event) {
+      const rect = this.canvas.getBoundingClientRect();
+      const dpr = this.nv.uiData.dpr || 1;
+      const x = (event.clientX - rect.left) * dpr;
+      const y = (event.clientY - rect.top) * dpr;
+      tile = this.nv.tileIndex(x, y);
+      render = tile < 0 && this.nv.inRenderTile(x, y) >= 0;
+    }
+    const plane = tile >= 0 ? PLANE_OF_SLICE_TYPE[this.nv.screenSlices[tile]?.axCorSag] : null;
+    this.setLayout(render ? "render" : plane || "axial");
+  }
+
+  /** Slice number (1-based) and count per RAS axis (sagittal, coronal, axial), or null. */
+  slices() {
+    const dims = this.nv.volumes[0]?.dimsRAS;
+    if (!dims) return null;
+    return [0, 1, 2].map((axis) => {
+      const count = dims[axis + 1];
+      const index = Math.floor(this.nv.scene.crosshairPos[axis] * count) + 1;
+      return { count, index: Math.min(count, Math.max(1, index)) };
+    });
+  }
+
+  /** Show slice ``number`` (1-based) of RAS axis ``axis`` (0 sagittal, 1 coronal, 2 axial). */
+  setSlice(axis, number) {
+    const dims = this.nv.volumes[0]?.dimsRAS;
+    if (!dims) return;
+    const count = dims[axis + 1];
+    const position = [...this.nv.scene.crosshairPos];
+    position[axis] = (Math.min(count, Math.max(1, Number(number))) - 0.5) / count;
+    this.nv.scene.crosshairPos = position;
+    this.nv.drawScene();
+    this.nv.createOnLocationChange();
+  }
+
+  /** The left mouse button's tool: "crosshair", "measure" (a length) or "roi" (HU statistics). */
+  setTool(name) {
+    if (!(name in TOOL_DRAG_MODES)) throw new Error(`unknown tool ${name}`);
+    this.tool = name;
+    this.nv.opts.dragModePrimary = TOOL_DRAG_MODES[name];
+  }
+
+  dragReleased(drag) {
+    if (this.tool === "crosshair" || drag.tileIdx < 0 || !this.nv.volumes.length) return;
+    const voxStart = Array.from(drag.voxStart, Math.round);
+    const voxEnd = Array.from(drag.voxEnd, Math.round);
+    const plane = PLANE_OF_SLICE_TYPE[drag.axCorSag] || null;
+    if (this.tool === "measure") {
+      this.onMeasure({ kind: "length", plane, lengthMm: drag.mmLength, voxStart, voxEnd });
+    } else {
+      this.onMeasure({ kind: "roi", plane, voxStart, voxEnd, ...this.regionStats(voxStart, voxEnd) });
+    }
+  }
+
+  /** HU mean, SD, min, max and area (mm², in the plane) of the voxel box between two corners. */
+  regionStats(corner1, corner2) {
+    const back = this.nv.volumes[0];
+    const { dims, pixDims } = back.hdr;
+    const slope = back.hdr.scl_slope || 1;
+    const inter = back.hdr.scl_inter || 0;
+    const low = corner1.map((v, axis) => Math.max(0, Math.min(v, corner2[axis])));
+    const high = corner1.map((v, axis) => Math.min(dims[axis + 1] - 1, Math.max(v, corner2[axis])));
+    let count = 0;
+    let sum = 0;
+    let sumSquares = 0;
+    let min = Infinity;
+    let max = -Infinity;
+    for (let k = low[2]; k <= high[2]; k++) {
+      for (let j = low[1]; j <= high[1]; j++) {
+        for (let i = low[0]; i <= high[0]; i++) {
+          const hu = back.img[i + dims[1] * (j + dims[2] * k)] * slope + inter;
+          count += 1;
+          sum += hu;
+          sumSquares += hu * hu;
+          min = Math.min(min, hu);
+          max = Math.max(max, hu);
+        }
+      }
+    }
+    const mean = sum / count;
+    const sd = Math.sqrt(Math.max(0, sumSquares / count - mean * mean));
+    // The box is one voxel thick across the plane: its area is the product of the other two.
+    const extents = [0, 1, 2].map((axis) => (high[axis] - low[axis] + 1) * pixDims[axis + 1]);
+    const across = [0, 1, 2].find((axis) => high[axis] === low[axis]) ?? 2;
+    const areaMm2 = extents.reduce((product, size, axis) => (axis === across ? product : product * size), 1);
+    return { count, mean, sd, min, max, areaMm2 };
   }
 
   /**
@@ -187,6 +310,37 @@ export class CtViewer {
     this.overlayOpacity = Number(opacity);
     if (!this.overlay) return;
     this.nv.setOpacity(this.nv.volumes.indexOf(this.overlay.nvimage), this.overlayOpacity);
+  }
+
+  /**
+   * Centre every plane on a lesion: the overlay voxel of ``value`` nearest to its centroid (a
+   * centroid can lie outside a curved lesion), or the centroid itself without an overlay.
+   */
+  centerOnLesion(centroidMm, value = 2) {
+    if (!this.overlay) return this.centerOnMM(centroidMm);
+    const over = this.overlay.nvimage;
+    const { dims } = over.hdr;
+    const centre = Array.from(over.mm2vox(centroidMm), Math.round);
+    const at = (i, j, k) => Math.round(over.img[i + dims[1] * (j + dims[2] * k)]);
+    let best = null;
+    let bestDistance = Infinity;
+    for (let radius = 0; radius <= 40 && best === null; radius++) {
+      for (let k = centre[2] - radius; k <= centre[2] + radius; k++) {
+        for (let j = centre[1] - radius; j <= centre[1] + radius; j++) {
+          for (let i = centre[0] - radius; i <= centre[0] + radius; i++) {
+            if (i < 0 || j < 0 || k < 0 || i >= dims[1] || j >= dims[2] || k >= dims[3]) continue;
+            if (at(i, j, k) !== value) continue;
+            const distance = (i - centre[0]) ** 2 + (j - centre[1]) ** 2 + (k - centre[2]) ** 2;
+            if (distance < bestDistance) [best, bestDistance] = [[i, j, k], distance];
+          }
+        }
+      }
+    }
+    if (!best) return this.centerOnMM(centroidMm);
+    this.nv.scene.crosshairPos = this.nv.vox2frac(best, this.nv.volumes.indexOf(over));
+    this.nv.drawScene();
+    this.nv.createOnLocationChange();
+    return best;
   }
 
   /** Move the crosshair to a world position in mm (e.g. a lesion centroid). */
@@ -245,6 +399,7 @@ export class CtViewer {
       this.nv.drawScene();
       const info = this.valuesAt(mm);
       if (info) this.onHover(info);
+      this.onSlices(this.slices());
     } finally {
       this.following = false;
     }
@@ -281,6 +436,7 @@ export class CtViewer {
 
   reportLocation(location) {
     if (!location || !location.mm || !this.nv.volumes.length) return;
+    this.onSlices(this.slices());
     if (!this.following) this.linked.forEach((other) => other.followMM(location.mm));
     const info = this.valuesAt(location.mm);
     if (info) this.onHover(info);

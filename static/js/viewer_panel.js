@@ -1,5 +1,6 @@
 // The viewer panel of the pages (templates/volumes/_viewer.html): one or more NiiVue tiles
-// sharing one toolbar (layout, CT window, overlay, opacity), a legend and HU readouts.
+// sharing one toolbar (layout, left-button tool, CT window, overlay, opacity), slice sliders
+// (the first tile's; linked tiles follow), a legend, HU readouts and the measurement readout.
 
 import { CtViewer, WINDOW_PRESETS, describeHover } from "./viewer.js";
 import { el } from "./ui.js";
@@ -18,6 +19,9 @@ export class ViewerPanel {
           readout.textContent = info ? describeHover(info) : readout.dataset.idle;
           readout.dataset.hu = info ? String(Math.round(info.hu)) : "";
         },
+        onSlices: (slices) => this.showSlices(slices),
+        onLayout: (name) => this.showLayout(name),
+        onMeasure: (result) => this.showMeasurement(result),
       });
     });
     const target = this.tiles.findIndex((tile) => tile.dataset.overlayTarget !== undefined);
@@ -27,7 +31,10 @@ export class ViewerPanel {
     this.overlaySelect = root.querySelector("select[name=overlay]");
     this.opacity = root.querySelector("input[name=opacity]");
     this.status = root.querySelector(".viewer-status");
+    this.measureReadout = root.querySelector(".measure-readout");
     this.bindLayout();
+    this.bindTools();
+    this.bindSlices();
     this.bindWindow();
     this.bindOverlay();
   }
@@ -46,6 +53,74 @@ export class ViewerPanel {
         if (radio.checked) this.viewers.forEach((viewer) => viewer.setLayout(radio.value));
       });
     }
+    this.viewers.forEach((viewer) => {
+      viewer.canvas.addEventListener("keydown", (event) => {
+        if (event.key.toLowerCase() !== "m" || event.ctrlKey || event.metaKey || event.altKey) return;
+        event.preventDefault();
+        viewer.toggleMaximise();
+      });
+    });
+  }
+
+  /** A layout chosen in a tile (double click, M): every tile and the radios follow. */
+  showLayout(name) {
+    for (const radio of this.root.querySelectorAll("input[name=layout]")) radio.checked = radio.value === name;
+    this.viewers.forEach((viewer) => {
+      if (viewer.layout !== name) viewer.setLayout(name);
+    });
+    this.root.dataset.layout = name;
+  }
+
+  bindTools() {
+    for (const radio of this.root.querySelectorAll("input[name=tool]")) {
+      radio.addEventListener("change", () => {
+        if (!radio.checked) return;
+        this.viewers.forEach((viewer) => viewer.setTool(radio.value));
+        this.root.dataset.tool = radio.value;
+      });
+    }
+  }
+
+  bindSlices() {
+    this.sliders = [...this.root.querySelectorAll(".slice-slider input[type=range]")];
+    for (const slider of this.sliders) {
+      slider.addEventListener("input", () => this.viewer.setSlice(Number(slider.dataset.axis), Number(slider.value)));
+    }
+  }
+
+  /** The first tile's slice per plane on the sliders and their numbers. */
+  showSlices(slices) {
+    if (!slices || !this.sliders) return;
+    for (const slider of this.sliders) {
+      const { index, count } = slices[Number(slider.dataset.axis)];
+      slider.max = String(count);
+      slider.value = String(index);
+      slider.disabled = false;
+      const number = this.root.querySelector(`.slice-number[data-axis="${slider.dataset.axis}"]`);
+      number.textContent = `${index} / ${count}`;
+    }
+  }
+
+  showMeasurement(result) {
+    if (!this.measureReadout) return;
+    const where = `voxel (${result.voxStart.join(", ")}) → (${result.voxEnd.join(", ")})`;
+    const text = result.kind === "length"
+      ? `Length ${result.lengthMm.toFixed(1)} mm · ${result.plane} · ${where}`
+      : `ROI ${result.plane}: mean ${result.mean.toFixed(1)} HU · SD ${result.sd.toFixed(1)} · min ${Math.round(result.min)} · max ${Math.round(result.max)} · area ${(result.areaMm2 / 100).toFixed(2)} cm² (${result.count} voxels) · ${where}`;
+    this.measureReadout.textContent = text;
+    this.measureReadout.hidden = false;
+    Object.assign(this.measureReadout.dataset, {
+      kind: result.kind,
+      value: String(result.kind === "length" ? result.lengthMm : result.mean),
+      voxStart: result.voxStart.join(","),
+      voxEnd: result.voxEnd.join(","),
+    });
+  }
+
+  /** Centre every plane on a lesion and bring the viewer into view. */
+  showLesion(centroidMm) {
+    this.overlayViewer.centerOnLesion(centroidMm);
+    this.root.scrollIntoView({ block: "start" });
   }
 
   bindWindow() {
@@ -103,6 +178,7 @@ export class ViewerPanel {
         this.viewers.forEach((viewer) => viewer.setWindow(width, level));
       }
       this.say("");
+      this.showSlices(this.viewer.slices());
       this.root.dataset.ready = String(this.viewers.filter((viewer) => viewer.image).length);
     } catch (error) {
       this.say(`The image could not be shown: ${error.message}`);
