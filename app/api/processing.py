@@ -34,8 +34,8 @@ router = APIRouter(tags=["processing"])
 
 
 def organ_types() -> dict[str, list[str]]:
-    """Tumor types per organ profile, for forms and validation."""
-    return {organ: sorted(get_organ_profile(organ).types) for organ in ORGAN_PROFILES}
+    """Tumor types per organ profile in size order (as the profiles define them), then mix."""
+    return {organ: list(get_organ_profile(organ).types) for organ in ORGAN_PROFILES}
 
 
 class SegmentationBody(BaseModel):

@@ -51,3 +51,9 @@ def test_favicon_is_served_and_linked(server):
     login = client.get("/login")
     assert '<link rel="icon" href="/favicon.ico"' in login.text
     assert client.get("/static/favicon.svg").status_code == 200
+
+
+def test_tumor_types_are_offered_in_size_order(server):
+    options = server.token_client("researcher").get("/api/v1/synthesis-options").json()
+    assert options["organs"]["liver"] == ["tiny", "small", "medium", "large", "mix"]
+    assert options["organs"]["kidney"][-1] == "mix"
