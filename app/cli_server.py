@@ -49,7 +49,9 @@ def serve(
         for line in report:
             typer.echo(f"  {line}")
         typer.echo("")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # Proxy headers are handled by the app (SYNTUMOR_TRUSTED_PROXIES), not by uvicorn's default.
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                proxy_headers=False)  # fmt: skip
 
 
 def worker(
@@ -136,6 +138,8 @@ def _create(username: str, password: str | None, generate: bool, role: str, data
 
 def register(app: typer.Typer) -> None:
     """Add ``serve``, ``worker`` and ``users`` to the ``syntumor`` app."""
+    from app import cli_users  # noqa: F401  (list, set-password, deactivate, ... on users_app)
+
     present = {info.name for info in app.registered_commands}
     if "serve" not in present:
         app.command("serve")(serve)

@@ -16,9 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.db import make_engine, make_session_factory, upgrade_database
+from app.sessions import SecurityHeadersMiddleware, ServerSessionMiddleware
 from app.settings import Settings
 from app.storage import Storage
 
@@ -33,6 +34,7 @@ API_PREFIX = "/api/v1"
 def _routers():
     """Every router of the app: (module, prefix). Each module exposes ``router``."""
     from app.api import admin, auth, jobs, processing, studies, volumes
+    from app.pages import accounts as account_pages
     from app.pages import admin as admin_pages
     from app.pages import main as main_pages
     from app.pages import studies as study_pages
@@ -47,6 +49,7 @@ def _routers():
         (main_pages.router, ""),
         (study_pages.router, ""),
         (admin_pages.router, ""),
+        (account_pages.router, ""),
     ]
 
 
@@ -168,14 +171,11 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.storage = storage
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=settings.resolved_secret_key(),
-        session_cookie="syntumor_session",
-        same_site="lax",
-        https_only=settings.secure_cookies,
-        max_age=14 * 24 * 3600,
-    )
+    # Outermost last: the proxy's headers are believed (or not) before anything reads the
+    # scheme or the client address; sessions are kept on the server (app.sessions).
+    app.add_middleware(ServerSessionMiddleware, secure_cookies=settings.secure_cookies)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if NIIVUE_DIST.is_dir():

@@ -66,6 +66,22 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
+class WebSession(Base):
+    """A browser session, kept on the server: the cookie holds only a random token, whose
+    SHA-256 is the id here. Logging out deletes the row; a password change or a deactivation
+    deletes every row of the user, so no saved cookie works after."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class Volume(Base):
     """A stored CT image or label map; the file lives under the data folder, named by hash."""
 

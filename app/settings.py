@@ -37,13 +37,28 @@ class Settings(BaseSettings):
     stale_job_s: float = Field(60.0, gt=0, description="A running job silent this long is dead.")
     max_job_attempts: int = Field(2, ge=1, description="Tries before an interrupted job fails.")
     worker_poll_s: float = Field(0.5, gt=0, description="Idle worker's wait between polls.")
-    secure_cookies: bool = Field(False, description="Mark cookies Secure (behind HTTPS).")
+    secure_cookies: bool = Field(
+        False,
+        description="Always mark the session cookie Secure (it is anyway on requests that came "
+        "over HTTPS, directly or through a trusted proxy).",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated IP addresses or networks of reverse proxies whose "
+        "X-Forwarded-Proto and X-Forwarded-For are believed (e.g. '127.0.0.1,10.0.0.0/8'); "
+        "empty: none, the connection itself counts.",
+    )
     max_voxels: int = Field(
         MAX_RESAMPLED_VOXELS,
         ge=1_000_000,
         description="Memory budget: the most voxels a volume may have once resampled to a "
         "model's grid (checked at upload, at job start and by the CLI); 2**28 is 1 GiB per "
         "float32 copy.",
+    )
+    models_base_url: str | None = Field(
+        None,
+        description="A mirror for model downloads: the registered links' paths are fetched "
+        "from this http(s) server instead (as `syntumor models pull --base-url`).",
     )
 
     @property
@@ -52,6 +67,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'syntumor.db').resolve()}"
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [host.strip() for host in self.trusted_proxies.split(",") if host.strip()]
 
     @property
     def max_upload_bytes(self) -> int:

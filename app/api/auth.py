@@ -1,4 +1,5 @@
-"""``/api/v1/auth`` and ``/api/v1/users``: log in and out, who am I, API tokens, users."""
+"""``/api/v1/auth`` and ``/api/v1/users``: log in and out, who am I, one's password, API tokens;
+for admins the users: create, set a password, deactivate and activate, revoke their tokens."""
 
 from __future__ import annotations
 
@@ -29,8 +30,28 @@ class UserBody(BaseModel):
     role: str = "researcher"
 
 
+NEW_PASSWORD_RULE = (
+    f"At least {auth.MIN_PASSWORD_LENGTH} characters and not easy to guess (common passwords, "
+    "keyboard patterns, repeats and the user name are refused)."
+)
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(max_length=256, description=NEW_PASSWORD_RULE)
+
+
+class PasswordSet(BaseModel):
+    password: str = Field(max_length=256, description=NEW_PASSWORD_RULE)
+
+
 def user_json(user: User) -> dict:
-    return {"id": user.id, "username": user.username, "role": user.role}
+    return {
+        "id": user.id,
+        "username": user.username,
+        "role": user.role,
+        "is_active": user.is_active,
+    }
 
 
 @router.post("/auth/login")
@@ -52,6 +73,32 @@ def logout(request: Request, _user: User = Depends(auth.current_user)) -> dict:
 @router.get("/auth/me")
 def me(request: Request, user: User = Depends(auth.current_user)) -> dict:
     return {"user": user_json(user), "csrf_token": auth.csrf_token(request)}
+
+
+@router.post("/auth/password")
+def change_password(
+    body: PasswordChange,
+    request: Request,
+    user: User = Depends(auth.current_user),
+    db: Session = Depends(auth.get_db),
+) -> dict:
+    """Change one's own password. Every session of the account ends; the caller's browser
+    session goes on with a new cookie (and a new CSRF token, in this answer)."""
+    if not auth.verify_password(body.current_password, user.password_hash):
+        raise HTTPException(403, "current_password is wrong")
+    _set_password(db, user, body.new_password)
+    if request.session.get("user_id") == user.id:
+        auth.login_session(request, user)
+        return {"user": user_json(user), "csrf_token": auth.csrf_token(request)}
+    return {"user": user_json(user), "csrf_token": None}
+
+
+def _set_password(db: Session, user: User, password: str) -> None:
+    try:
+        auth.set_password(db, user, password)
+    except auth.AuthError as error:
+        raise HTTPException(422, str(error)) from None
+    db.commit()
 
 
 @router.post("/auth/tokens", status_code=201)
@@ -109,3 +156,48 @@ def create_user(
         raise HTTPException(409 if "exists" in str(error) else 422, str(error)) from None
     db.commit()
     return user_json(user)
+
+
+@router.post("/users/{user_id}/password")
+def set_user_password(
+    user_id: Id, body: PasswordSet, _admin: User = Depends(auth.require_admin),
+    db: Session = Depends(auth.get_db),
+) -> dict:  # fmt: skip
+    """Set a user's password (e.g. a forgotten one); their sessions end."""
+    user = get_or_404(db, User, user_id, "user")
+    _set_password(db, user, body.password)
+    return user_json(user)
+
+
+@router.post("/users/{user_id}/deactivate")
+def deactivate_user(
+    user_id: Id, admin: User = Depends(auth.require_admin), db: Session = Depends(auth.get_db)
+) -> dict:
+    """Lock an account: its sessions end at once and its API tokens stop working."""
+    user = get_or_404(db, User, user_id, "user")
+    if user.id == admin.id:
+        raise HTTPException(409, "you cannot deactivate your own account: ask another admin")
+    auth.set_active(db, user, False)
+    db.commit()
+    return user_json(user)
+
+
+@router.post("/users/{user_id}/activate")
+def activate_user(
+    user_id: Id, _admin: User = Depends(auth.require_admin), db: Session = Depends(auth.get_db)
+) -> dict:
+    user = get_or_404(db, User, user_id, "user")
+    auth.set_active(db, user, True)
+    db.commit()
+    return user_json(user)
+
+
+@router.delete("/users/{user_id}/tokens")
+def revoke_user_tokens(
+    user_id: Id, _admin: User = Depends(auth.require_admin), db: Session = Depends(auth.get_db)
+) -> dict:
+    """Delete every API token of a user; returns how many there were."""
+    user = get_or_404(db, User, user_id, "user")
+    revoked = auth.revoke_tokens(db, user)
+    db.commit()
+    return {"user": user_json(user), "revoked": revoked}

@@ -13,8 +13,9 @@ import stat
 from contextlib import closing
 
 import pytest
+from sqlalchemy import select
 
-from app.models import Job, JobStatus
+from app.models import Job, JobStatus, User
 from app.models_training import TrainingRun
 from tests.app.admin_support import TINY_TRAINING, admin_token, bearer
 from tests.live_server import LiveServer
@@ -34,8 +35,15 @@ API_ROUTES = [
     ("POST", "/api/v1/admin/evaluation-jobs"),
     ("POST", "/api/v1/admin/jobs/{train}/stop"),
     ("POST", "/api/v1/admin/jobs/{train}/rerun"),
+    ("GET", "/api/v1/users"),
+    ("POST", "/api/v1/users"),
+    ("POST", "/api/v1/users/{user}/password"),
+    ("POST", "/api/v1/users/{user}/deactivate"),
+    ("POST", "/api/v1/users/{user}/activate"),
+    ("DELETE", "/api/v1/users/{user}/tokens"),
 ]
-PAGES = ["/admin", "/admin/train", "/admin/evaluate", "/admin/jobs/{train}"]
+PAGES = ["/admin", "/admin/train", "/admin/evaluate", "/admin/jobs/{train}", "/admin/users"]
+STRONG_PASSWORD = "violet trombone cactus 42"
 EVALUATION = {"model": "demo", "dataset": {"source": "phantoms", "phantoms": 1}}
 
 
@@ -65,7 +73,11 @@ def jobs(server) -> dict[str, int]:
                 TrainingRun(job_id=row.id, kind=row.kind, run_dir="/nonexistent", devices=[])
             )
         session.commit()
-        return {"train": train.id, "evaluate": evaluate.id}
+        ids = {"train": train.id, "evaluate": evaluate.id}
+    user = server.create_user("researcher")[0]
+    with server.session() as session:
+        ids["user"] = session.scalar(select(User.id).where(User.username == user))
+    return ids
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +91,10 @@ def _body(path: str):
         return TINY_TRAINING
     if path.endswith("evaluation-jobs"):
         return EVALUATION
+    if path.endswith("/users"):
+        return {"username": "matrix.user", "password": STRONG_PASSWORD}
+    if path.endswith("/password"):
+        return {"password": STRONG_PASSWORD}
     return None
 
 
@@ -103,7 +119,21 @@ def test_api_route_is_for_admins_only(server, jobs, admin, method, path):
             assert answer.status_code == 403, (role, answer.text)
             assert answer.json() == {"detail": "this needs the role admin"}
     answer = _call(admin, method, path, jobs)
-    assert answer.status_code in (200, 202), answer.text
+    assert answer.status_code in (200, 201, 202), answer.text
+
+
+@pytest.mark.parametrize("role", ["reader", "researcher", "admin"])
+def test_every_role_changes_its_own_password(server, role):
+    with server.client(follow_redirects=False) as anonymous:
+        assert anonymous.post("/api/v1/auth/password", json={}).status_code == 401
+        assert anonymous.get("/account").headers["location"] == "/login?next=/account"
+    name, password = server.create_user(role)
+    with closing(server.login(name, password)) as client:
+        assert client.get("/account").status_code == 200
+        body = {"current_password": password, "new_password": STRONG_PASSWORD}
+        answer = client.post("/api/v1/auth/password", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["user"]["username"] == name
 
 
 @pytest.mark.parametrize("path", PAGES)
