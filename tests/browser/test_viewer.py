@@ -136,3 +136,54 @@ def test_roi_reports_hu_statistics_and_area(viewer_page):
     page.check("input[name=tool][value=crosshair]")
     _drag(page, canvas, (0.3, 0.3), (0.6, 0.6))
     expect(readout).to_have_text(text)
+
+
+@pytest.fixture(scope="module")
+def segmented_tumor(web_server, researcher, tmp_path_factory):  # noqa: F811
+    """A phantom with a large synthetic liver tumor, uploaded and segmented by the demo model."""
+    from syntumor_core.volume import Volume, save_nifti
+    from tests.app.studies_support import phantom_case
+
+    image, _ = phantom_case(3, (96, 80, 48), PHANTOM_SPACING_MM, tumor_seed=4, tumor_type="large")
+    path = save_nifti(
+        Volume(image.array, image.affine), tmp_path_factory.mktemp("t") / "tumor.nii.gz"
+    )
+    client = web_server.login(*researcher)
+    try:
+        uploaded = client.post(
+            "/api/v1/volumes", params={"name": path.name}, content=path.read_bytes()
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        made = client.post("/api/v1/segmentations", json={
+            "image_id": uploaded.json()["id"], "model": "demo", "mode": "parity", "overlap": 0})  # fmt: skip
+        assert made.status_code == 202, made.text
+        job = web_server.wait_for_job(client, made.json()["job"]["id"], timeout=600)
+        assert job["status"] == "succeeded", job
+        segmentation = client.get(f"/api/v1/segmentations/{made.json()['id']}").json()
+    finally:
+        client.close()
+    assert segmentation["lesions"], "the demo model found no tumor in the large synthetic one"
+    return segmentation
+
+
+@pytest.mark.slow
+def test_show_lesion_centres_on_tumor_and_scrolls_the_viewer_into_view(
+    browser,
+    web_server,
+    researcher,  # noqa: F811
+    segmented_tumor,
+):
+    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+    page = context.new_page()
+    log_in(page, web_server, *researcher)
+    page.goto(f"{web_server.url}/segmentations/{segmented_tumor['id']}")
+    wait_for_render(page.locator("#tile-main canvas"))
+    button = page.locator("#lesions button", has_text="Show lesion 1")
+    button.scroll_into_view_if_needed()
+    assert page.locator("#viewer").bounding_box()["y"] < 0  # the viewer is above the fold
+    button.click()
+    expect(page.locator("#tile-main .hu-readout")).to_contain_text("tumor")
+    viewer = page.locator("#viewer").bounding_box()
+    assert -2 <= viewer["y"] < HEIGHT / 4, viewer  # scrolled into view
+    screenshot(page, "viewer-show-lesion")
+    context.close()
