@@ -19,11 +19,20 @@ from sqlalchemy.orm import Session
 
 from app import auth
 from app.api.admin_schemas import EvaluationJobCreate, TrainingJobCreate
-from app.api.common import Count, Id, PageParams, get_or_404, page_params, paginate
-from app.model_registry import check_model_name, finest_grid_mm, list_models, resolve_model
+from app.api.common import Count, Id, PageParams, get_or_404, job_json, page_params, paginate
+from app.model_registry import (
+    STATUS_LOCAL,
+    STATUS_REMOTE,
+    ModelRegistryError,
+    check_model_name,
+    find_entry,
+    finest_grid_mm,
+    list_models,
+    resolve_model,
+)
 from app.models import FINISHED_STATUSES, Job, JobStatus, User
 from app.models_training import TrainingRun
-from app.services import training_devices, training_specs, training_views
+from app.services import model_pulls, training_devices, training_specs, training_views
 from app.services.gpu import describe_devices, query_gpus
 from app.services.training_supervisor import TrainingSupervisor
 from app.worker import request_cancel
@@ -108,6 +117,46 @@ def create_training_job(
     _check_gpus(body.gpus)
     _check_training(db, params, request)
     return _queue(db, "train", params, user, request)
+
+
+@router.get("/models")
+def list_registered_models(
+    request: Request, user: User = AdminUser, db: Session = Depends(auth.get_db)
+) -> dict:
+    """Every registered model, whether it is here, and its download job if one is under way."""
+    items = []
+    for status in list_models(request.app.state.settings.data_dir):
+        pulling = model_pulls.running_pull(db, status.entry.name)
+        items.append({"name": status.entry.name, "arch": status.entry.arch,
+                      "tumors": status.entry.tumors, "pretrained": status.entry.pretrained,
+                      "status": status.status, "url": status.entry.url,
+                      "pull_job": job_json(pulling) if pulling else None})  # fmt: skip
+    return {"items": items, "total": len(items)}
+
+
+@router.post("/models/{name}/pull", status_code=202)
+def pull_model(
+    name: str, request: Request, user: User = AdminUser, db: Session = Depends(auth.get_db)
+) -> dict:
+    """Queue the download of a registered model (or answer the one already under way)."""
+    data_dir = request.app.state.settings.data_dir
+    statuses = {s.entry.name: s for s in list_models(data_dir)}
+    try:
+        entry = find_entry(name, {n: s.entry for n, s in statuses.items()}, paths_allowed=False)
+    except ModelRegistryError as error:
+        raise HTTPException(404, str(error)) from None
+    status = statuses[entry.name]
+    if status.status == STATUS_LOCAL:
+        raise HTTPException(409, f"model {name!r} is already here")
+    if status.status != STATUS_REMOTE:
+        raise HTTPException(422, f"model {name!r} has no download link recorded")
+    job = model_pulls.running_pull(db, name)
+    if job is None:
+        job = Job(kind=model_pulls.KIND, owner_id=user.id, params={"model": name},
+                  message="queued")  # fmt: skip
+        db.add(job)
+        db.commit()
+    return job_json(job)
 
 
 @router.post("/evaluation-jobs", status_code=202)

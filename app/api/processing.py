@@ -304,8 +304,9 @@ def download_manifest(
 
 
 @router.get("/models")
-def list_models(request: Request, _user: User = Depends(auth.require_researcher)) -> dict:
-    """The registered segmentation models and whether their file is here."""
+def list_models(request: Request, user: User = Depends(auth.require_researcher)) -> dict:
+    """The registered segmentation models and whether their file is here; ``can_pull``: whether
+    this user may download the others (admins, on the admin page's models panel)."""
     items = [
         {
             "name": s.entry.name,
@@ -316,7 +317,8 @@ def list_models(request: Request, _user: User = Depends(auth.require_researcher)
         }
         for s in registry_models(request.app.state.settings.data_dir)
     ]
-    return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
+    return {"items": items, "total": len(items), "limit": len(items), "offset": 0,
+            "can_pull": user.role == Role.ADMIN, "pull_page": "/admin#models"}  # fmt: skip
 
 
 @router.get("/synthesis-options")

@@ -54,6 +54,14 @@ def _local_models(request: Request) -> list[dict]:
             for s in statuses if s.status == STATUS_LOCAL]  # fmt: skip
 
 
+def _all_models(request: Request) -> list[dict]:
+    """Every registered model for the admin home: available ones first, then downloadable."""
+    statuses = list_models(request.app.state.settings.data_dir)
+    rows = [{"name": s.entry.name, "arch": s.entry.arch, "origin": s.entry.origin,
+             "tumors": s.entry.tumors, "status": s.status} for s in statuses]  # fmt: skip
+    return sorted(rows, key=lambda row: row["status"] != STATUS_LOCAL)
+
+
 def _form_options(request: Request) -> dict:
     defaults = TrainingJobCreate(dataset=TrainPhantoms(source="phantoms")).model_dump(mode="json")
     with request.app.state.session_factory() as session:
@@ -84,7 +92,7 @@ def admin_home(request: Request):
         rows = [training_views.admin_job_json(session, job, gpus, with_log=False) for job in jobs]
         holders, cpu_jobs = training_devices.holders(session)
     return render(request, "admin/index.html", user=user, jobs=rows, gpus=gpus, holders=holders,
-                  cpu_jobs=cpu_jobs, models=_local_models(request))  # fmt: skip
+                  cpu_jobs=cpu_jobs, models=_all_models(request))  # fmt: skip
 
 
 @router.get("/admin/train")

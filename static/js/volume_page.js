@@ -23,20 +23,26 @@ const parts = {
 
 async function loadModels() {
   try {
-    const models = (await getJSON(`${API}/models`)).items;
+    const answer = await getJSON(`${API}/models`);
+    const models = answer.items;
     const local = models.filter((model) => model.status === "local");
-    modelSelect.replaceChildren(
-      ...models.map((model) =>
+    const others = models.filter((model) => model.status !== "local");
+    const missing = answer.can_pull ? "download on the admin page" : "ask an admin";
+    const groups = [el("optgroup", { label: "available" }, ...local.map((model) => el("option", { value: model.name }, `${model.name} (${model.arch})`)))];
+    if (others.length) {
+      groups.push(
         el(
-          "option",
-          { value: model.name, disabled: model.status !== "local" },
-          model.status === "local" ? `${model.name} (${model.arch})` : `${model.name} (${model.status}: not downloaded)`,
+          "optgroup",
+          { label: answer.can_pull ? "download (admin page)" : "not here: ask an admin" },
+          ...others.map((model) => el("option", { value: model.name, disabled: true }, `${model.name} (${model.arch}: ${missing})`)),
         ),
-      ),
-    );
+      );
+    }
+    modelSelect.replaceChildren(...groups);
     const preferred = local.find((model) => model.name === "demo") || local[0];
     if (preferred) modelSelect.value = preferred.name;
-    else showError(errorBox, "No model is available here: download one (syntumor models download …) first.");
+    else if (answer.can_pull) showError(errorBox, `No model is available here yet: download one on the admin page (${answer.pull_page}).`);
+    else showError(errorBox, "No model is available here yet: ask an admin to download one.");
     button.disabled = !preferred;
   } catch (error) {
     showError(errorBox, `The models could not be listed: ${error.message}`);
