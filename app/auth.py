@@ -24,6 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from zxcvbn import zxcvbn
 
+from app import throttle
 from app.models import ApiToken, Role, User
 from app.sessions import end_sessions, purge_expired, regenerate
 
@@ -205,8 +206,14 @@ def optional_user(request: Request, db: Session = Depends(get_db)) -> User | Non
     """The caller: by bearer token, else by session cookie (then CSRF on unsafe methods)."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        user = user_for_token(db, header[7:].strip())
+        token = header[7:].strip()
+        guess = token.startswith(TOKEN_PREFIX)  # others (a reader's token) are no API tokens
+        if guess:
+            throttle.check_token(request)
+        user = user_for_token(db, token) if guess else None
         if user is None:
+            if guess:
+                throttle.token_failed(request, "API")
             raise HTTPException(401, "invalid or revoked API token")
         db.commit()
         return user

@@ -48,6 +48,22 @@ class Settings(BaseSettings):
         "X-Forwarded-Proto and X-Forwarded-For are believed (e.g. '127.0.0.1,10.0.0.0/8'); "
         "empty: none, the connection itself counts.",
     )
+    login_attempts: int = Field(
+        5,
+        ge=1,
+        description="Failed logins an account gets before each further one doubles "
+        "the wait (429 with Retry-After).",
+    )
+    login_attempts_per_address: int = Field(
+        20, ge=1, description="The same for a client address (logins, and API or reader tokens)."
+    )
+    login_backoff_s: float = Field(
+        2.0,
+        gt=0,
+        le=900,
+        description="First wait after the free attempts, in seconds; it "
+        "doubles with every further failure, up to 15 minutes.",
+    )
     max_voxels: int = Field(
         MAX_RESAMPLED_VOXELS,
         ge=1_000_000,

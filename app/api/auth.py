@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import auth
+from app import auth, throttle
 from app.api.common import Id, PageParams, get_or_404, page_params, paginate
 from app.models import ApiToken, User
 
@@ -56,10 +56,14 @@ def user_json(user: User) -> dict:
 
 @router.post("/auth/login")
 def login(body: LoginBody, request: Request, db: Session = Depends(auth.get_db)) -> dict:
-    """Log in with a password; sets the session cookie and returns the CSRF token."""
+    """Log in with a password; sets the session cookie and returns the CSRF token. Repeated
+    failures for an account or from an address are answered 429 for a while (Retry-After)."""
+    throttle.check_login(request, body.username)
     user = auth.authenticate(db, body.username, body.password)
     if user is None:
+        throttle.login_failed(request, body.username)
         raise HTTPException(401, "wrong user name or password")
+    throttle.login_succeeded(request, body.username)
     auth.login_session(request, user)
     return {"user": user_json(user), "csrf_token": auth.csrf_token(request)}
 
@@ -84,7 +88,9 @@ def change_password(
 ) -> dict:
     """Change one's own password. Every session of the account ends; the caller's browser
     session goes on with a new cookie (and a new CSRF token, in this answer)."""
+    throttle.check_login(request, user.username)
     if not auth.verify_password(body.current_password, user.password_hash):
+        throttle.login_failed(request, user.username)
         raise HTTPException(403, "current_password is wrong")
     _set_password(db, user, body.new_password)
     if request.session.get("user_id") == user.id:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.orm import Session
 
-from app import auth
+from app import auth, throttle
 from app.api.common import DbInt
 from app.models_studies import StudyCase, StudyReader
 from app.services import studies_reading as reading_service
@@ -60,7 +60,10 @@ def current_reader(request: Request, db: Session = Depends(auth.get_db)) -> Stud
         token = header[7:].strip()
         reader = None
         if token.startswith(READER_TOKEN_PREFIX):
+            throttle.check_token(request)
             reader = reading_service.reader_for_token(db, token)
+            if reader is None:
+                throttle.token_failed(request, "reader")
         if reader is None:
             raise HTTPException(401, "invalid or withdrawn reader token")
         return reader

@@ -7,10 +7,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
-from app import auth
+from app import auth, throttle
 from app.pages import realism, results, volumes
 from app.pages.common import page_user, render
 
@@ -46,9 +46,17 @@ def login_submit(
     next: str = Form("/"),
 ):
     auth.check_csrf(request, csrf_token)
+    try:
+        throttle.check_login(request, username)
+    except HTTPException as refused:
+        page = render(request, "login.html", status_code=429, next=_safe_next(next),
+                      error=f"Too many failed logins: {refused.detail.split(': ')[-1]}.")  # fmt: skip
+        page.headers.update(refused.headers or {})
+        return page
     with request.app.state.session_factory() as session:
         user = auth.authenticate(session, username, password)
     if user is None:
+        throttle.login_failed(request, username)
         return render(
             request,
             "login.html",
@@ -56,6 +64,7 @@ def login_submit(
             next=_safe_next(next),
             error="Wrong user name or password.",
         )
+    throttle.login_succeeded(request, username)
     auth.login_session(request, user)
     return RedirectResponse(_safe_next(next), status_code=303)
 

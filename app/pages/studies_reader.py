@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
-from app import auth
+from app import auth, throttle
 from app.api.common import Id
 from app.api.studies_reader import remember_reader, session_reader, token_reader
 from app.models import Role
@@ -42,9 +42,11 @@ def _reader_or_403(request: Request, db) -> StudyReader:
 
 @router.get("/r/{token}")
 def open_invitation(request: Request, token: str):
+    throttle.check_token(request)  # 429 after too many wrong links from this address
     with request.app.state.session_factory() as db:
         reader = token_reader(db, token)
         if reader is None:
+            throttle.token_failed(request, "reader")
             return render(request, "error.html", status_code=404, status=404,
                           detail="This invitation link is not valid (mistyped, or withdrawn by "
                           "the study's organiser).")  # fmt: skip
