@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 COMMAND_NAMES = ("segment", "evaluate")
 DEFAULT_DATA_DIR = Path("var")
 DEFAULT_REFINE_MARGIN = 0.5  # syntumor_core.inference.REFINE_MARGIN (not imported: torch is slow)
+DEFAULT_MIN_LESION_MM3 = 100.0  # syntumor_core.postprocess.DEFAULT_MIN_LESION_MM3 (a test checks)
 METRIC_COLUMNS = ("liver_dice", "liver_nsd", "tumor_dice", "tumor_nsd")
 EMPTY_CASES_NOTE = (
     "A structure absent from both the truth and the prediction of a case scores NaN (as in the "
@@ -76,6 +77,41 @@ CompileOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+MinLesionOption = Annotated[
+    float,
+    typer.Option(
+        "--min-lesion-mm3",
+        help="Drop tumor components smaller than this many mm³ (1000 mm³ = 1 ml; 0 keeps all).",
+    ),
+]
+OrganContactOption = Annotated[
+    bool,
+    typer.Option(
+        "--organ-contact/--no-organ-contact",
+        help="Keep only tumors inside or touching the predicted liver.",
+    ),
+]
+TumorProbabilityOption = Annotated[
+    float | None,
+    typer.Option(
+        "--tumor-probability",
+        help="Tumor where the network's softmax tumor probability is at least this (0-1); "
+        "default: the plain argmax.",
+    ),
+]
+
+
+def lesion_filter_options(min_volume_mm3: float, organ_contact: bool, probability: float | None):
+    """The :class:`~syntumor_core.postprocess.LesionFilter` of the command line.
+
+    Raises:
+        ParameterError: a bad value (a one-line error through ``user_errors``).
+    """
+    from syntumor_core.postprocess import LesionFilter
+
+    return LesionFilter(min_volume_mm3, organ_contact, probability)
 
 
 def _speed_options(mode: str, overlap: float, refine: float, compile: bool | None) -> dict:
@@ -221,9 +257,15 @@ def segment(
     overlap: OverlapOption = 0.75,
     refine_margin: RefineOption = DEFAULT_REFINE_MARGIN,
     compile: CompileOption = None,
+    min_lesion_mm3: MinLesionOption = DEFAULT_MIN_LESION_MM3,
+    organ_contact: OrganContactOption = True,
+    tumor_probability: TumorProbabilityOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
-    """Segment liver (1) and liver tumors (2) in a CT; write labels on the CT's own grid."""
+    """Segment liver (1) and liver tumors (2) in a CT; write labels on the CT's own grid.
+
+    The tumor label is cleaned after the original post-processing (small specks and blobs
+    away from the liver dropped; options below, recorded in the sidecar JSON)."""
     import numpy as np
 
     from app.cli import progress_bar, user_errors
@@ -231,16 +273,19 @@ def segment(
 
     _check_outputs(out_label, lesions)
     with user_errors():
+        cleaning = lesion_filter_options(min_lesion_mm3, organ_contact, tumor_probability)
         volume = load_volume(image)
         segmenter, checkpoint = _load_segmenter(
             model, arch, data_dir, device=device,
             **_speed_options(mode, overlap, refine_margin, compile),
         )  # fmt: skip
         with progress_bar("segment") as progress:
-            result = segmenter.predict(volume, progress=progress)
+            result = segmenter.predict(volume, progress=progress, lesion_filter=cleaning)
         save_nifti(result.labels, out_label, dtype=np.uint8)
-        provenance = {"image": str(image), **_provenance(segmenter, model, checkpoint)}
-        _write_json(_sidecar_path(out_label), {**provenance, "seconds": result.seconds})
+        provenance = {"image": str(image), **_provenance(segmenter, model, checkpoint),
+                      "lesion_filter": result.lesion_filter}  # fmt: skip
+        _write_json(_sidecar_path(out_label), {**provenance, "seconds": result.seconds,
+                                               "lesion_filter_removed": result.lesion_report})  # fmt: skip
         if lesions is not None:
             write_lesions(lesions, result.lesions, provenance)
     voxel_ml = float(np.prod(volume.spacing)) / 1000.0

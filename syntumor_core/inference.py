@@ -61,6 +61,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,6 +77,7 @@ from torch import nn
 from syntumor_core.checkpoints import CheckpointInfo, load_model
 from syntumor_core.errors import MaskError, ParameterError, VolumeError
 from syntumor_core.models import ARCHITECTURES
+from syntumor_core.postprocess import LesionFilter, filter_lesions, labels_from_probabilities
 from syntumor_core.volume import (
     MAX_RESAMPLED_VOXELS,
     Volume,
@@ -138,6 +140,9 @@ class SegmentationResult:
         mode: ``"fast"`` or ``"parity"``.
         seconds: wall time of the whole prediction.
         timings: seconds per stage (preprocess, sliding_window, restore, postprocess, lesions).
+        lesion_filter: the :class:`~syntumor_core.postprocess.LesionFilter` options applied
+            (:meth:`~syntumor_core.postprocess.LesionFilter.as_dict`), ``None`` if none was.
+        lesion_report: what the filter removed (counts), ``None`` if none was applied.
     """
 
     labels: Volume
@@ -145,6 +150,8 @@ class SegmentationResult:
     mode: str
     seconds: float
     timings: Mapping[str, float] = field(default_factory=dict)
+    lesion_filter: Mapping[str, Any] | None = None
+    lesion_report: Mapping[str, int] | None = None
 
 
 def _choice(name: str, value: str, options: Sequence[str]) -> str:
@@ -548,14 +555,32 @@ class Segmenter:
             labels = restored.as_tensor().argmax(dim=0).to(torch.uint8)
         return labels.cpu().numpy()
 
+    def restore_probabilities(self, logits: torch.Tensor, preprocessed: MetaTensor) -> np.ndarray:
+        """Softmax probabilities (3, ...) on the input's grid, as :meth:`restore` goes back."""
+        tracked = MetaTensor(
+            logits,
+            meta=dict(preprocessed.meta),
+            applied_operations=list(preprocessed.applied_operations),
+        )
+        with torch.inference_mode():
+            restored = self._transforms.inverse(tracked).as_tensor().float()
+            return torch.softmax(restored, dim=0).cpu().numpy()
+
     def predict(
-        self, volume: Volume, *, progress: ProgressCallback | None = None
+        self,
+        volume: Volume,
+        *,
+        progress: ProgressCallback | None = None,
+        lesion_filter: LesionFilter | None = None,
     ) -> SegmentationResult:
         """Segment liver and tumors in a CT volume.
 
         Args:
             volume: CT in HU (any orientation, spacing and size).
             progress: called with the fraction done, from 0 to 1.
+            lesion_filter: clean the tumor label after the original post-processing
+                (:mod:`syntumor_core.postprocess`); ``None``: the original post-processing
+                only, as the authors' evaluation.
 
         Returns:
             Labels on the input's exact grid and affine, and the tumor table.
@@ -577,10 +602,18 @@ class Segmenter:
             image.as_tensor()[None], progress=lambda fraction: report(0.05 + 0.85 * fraction)
         )
         mark = lap("sliding_window", mark)
-        raw = self.restore(logits[0], image)
+        threshold = lesion_filter.tumor_probability if lesion_filter else None
+        if threshold is None:
+            raw = self.restore(logits[0], image)
+        else:
+            raw = labels_from_probabilities(self.restore_probabilities(logits[0], image), threshold)
         del logits, image
         mark = lap("restore", mark)
         labels = postprocess(raw)
+        report_removed = None
+        if lesion_filter is not None:
+            voxel_mm3 = abs(float(np.linalg.det(np.asarray(volume.affine)[:3, :3])))
+            labels, report_removed = filter_lesions(labels, voxel_mm3, lesion_filter)
         mark = lap("postprocess", mark)
         report(0.95)
         lesions = lesion_table(labels, np.asarray(volume.array), volume.affine)
@@ -589,7 +622,10 @@ class Segmenter:
         seconds = time.perf_counter() - started
         logger.info("segmented %s volume in %.1f s (%s mode)", volume.shape, seconds, self.mode)
         affine = np.array(volume.affine, dtype=np.float64, copy=True)
-        return SegmentationResult(Volume(labels, affine), lesions, self.mode, seconds, timings)
+        return SegmentationResult(
+            Volume(labels, affine), lesions, self.mode, seconds, timings,
+            lesion_filter.as_dict() if lesion_filter else None, report_removed,
+        )  # fmt: skip
 
 
 def recorded_settings(config: Mapping) -> dict:

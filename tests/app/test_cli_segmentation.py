@@ -199,3 +199,30 @@ def test_evaluate_missing_split_is_a_clear_error(fold, tmp_path):
     result = _evaluate(fold, tmp_path / "eval", "--split", "test")
     assert result.exit_code == 2
     assert "no list 'test'" in result.output and "validation" in result.output
+
+
+def test_segment_lesion_filter_options_reach_the_labels_and_the_sidecar(fold, tmp_path):
+    from app.cli_segmentation import DEFAULT_MIN_LESION_MM3
+    from syntumor_core.postprocess import DEFAULT_MIN_LESION_MM3 as CORE_DEFAULT
+
+    assert DEFAULT_MIN_LESION_MM3 == CORE_DEFAULT
+    kept, out = _segment(fold, tmp_path, "--min-lesion-mm3", "0", "--no-organ-contact")
+    assert kept.exit_code == 0, kept.output
+    sidecar = json.loads((tmp_path / "seg.json").read_text())
+    assert sidecar["lesion_filter"] == {"min_volume_mm3": 0.0, "min_volume_ml": 0.0,
+                                        "organ_contact": False, "tumor_probability": None}  # fmt: skip
+    assert sidecar["lesion_filter_removed"]["removed_small"] == 0
+    unfiltered = load_label_nifti(out).array
+    dropped, out = _segment(fold, tmp_path, "--min-lesion-mm3", "1e9", "--tumor-probability", "0.4")
+    assert dropped.exit_code == 0, dropped.output
+    sidecar = json.loads((tmp_path / "seg.json").read_text())
+    assert sidecar["lesion_filter"]["organ_contact"] is True
+    assert sidecar["lesion_filter"]["tumor_probability"] == 0.4
+    assert not (load_label_nifti(out).array == 2).any()
+    assert sidecar["lesion_filter_removed"]["lesions_in"] == (
+        sidecar["lesion_filter_removed"]["removed_small"]
+        + sidecar["lesion_filter_removed"]["removed_outside_organ"]
+    )
+    assert "0 tumor(s)" in dropped.output and unfiltered.shape == load_label_nifti(out).shape
+    bad, _ = _segment(fold, tmp_path, "--tumor-probability", "1.5")
+    assert bad.exit_code == 2 and "tumor_probability must be in (0, 1)" in bad.output
