@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,6 @@ from app.api.common import (
     OrganName,
     PageParams,
     ProfileName,
-    get_or_404,
     job_json,
     page_params,
     paginate,
@@ -27,7 +26,9 @@ from app.api.common import (
 from app.model_registry import list_models as registry_models
 from app.model_registry import resolve_model
 from app.models import Job, Role, Segmentation, Synthesis, User, Volume
+from app.services import volumes as volume_service
 from syntumor_core.errors import SynTumorError
+from syntumor_core.postprocess import DEFAULT_MIN_LESION_MM3
 from syntumor_core.synthesis import ORGAN_PROFILES, PROFILES, get_organ_profile
 
 router = APIRouter(tags=["processing"])
@@ -36,6 +37,21 @@ router = APIRouter(tags=["processing"])
 def organ_types() -> dict[str, list[str]]:
     """Tumor types per organ profile in size order (as the profiles define them), then mix."""
     return {organ: list(get_organ_profile(organ).types) for organ in ORGAN_PROFILES}
+
+
+class LesionFilterBody(BaseModel):
+    """Cleaning of the tumor label (``syntumor_core.postprocess.LesionFilter``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_volume_mm3: float = Field(
+        DEFAULT_MIN_LESION_MM3, ge=0.0, le=1e9, description="Drop smaller tumors (1000 = 1 ml)."
+    )
+    organ_contact: bool = Field(True, description="Keep only tumors inside or touching the liver.")
+    tumor_probability: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Tumor where its probability is at least this; "
+        "null: the plain argmax."
+    )  # fmt: skip
 
 
 class SegmentationBody(BaseModel):
@@ -49,6 +65,7 @@ class SegmentationBody(BaseModel):
         description="Sliding-window overlap: 0.5 is quick on a CPU; 0.75 is the authors' "
         "evaluation setting (about 8x the work).",
     )
+    lesion_filter: LesionFilterBody = Field(default_factory=LesionFilterBody)
 
 
 class SynthesisBody(BaseModel):
@@ -70,9 +87,11 @@ class SynthesisBody(BaseModel):
 KIND_NOUNS = {"image": "an image", "label": "a label map"}
 
 
-def _image(db: Session, volume_id: Id, kind: str) -> Volume:
+def _image(db: Session, volume_id: Id, kind: str, user: User) -> Volume:
     """The volume, which must be of ``kind`` (404 if absent, 422 if of the other kind)."""
-    volume = get_or_404(db, Volume, volume_id, "volume")
+    volume = volume_service.visible_volume(db, volume_id, user)
+    if volume is None:
+        raise HTTPException(404, f"volume {volume_id} not found")
     if volume.kind != kind:
         raise HTTPException(
             422,
@@ -99,6 +118,7 @@ def segmentation_json(row: Segmentation) -> dict:
         "overlap": row.overlap,
         "label_id": row.label_id,
         "lesions": row.lesions,
+        "lesion_filter": (row.job.params or {}).get("lesion_filter") if row.job else None,
         "job": job_json(row.job),
         "downloads": {
             "label": f"/api/v1/volumes/{row.label_id}/file" if done else None,
@@ -132,15 +152,16 @@ def synthesis_json(row: Synthesis) -> dict:
     }
 
 
-def _queue(db: Session, kind: str, row, param: str):
-    """Add a request row and the job that will run it (the job's params name the row)."""
+def _queue(db: Session, kind: str, row, param: str, extra: dict | None = None):
+    """Add a request row and the job that will run it (the job's params name the row, plus
+    ``extra`` options the row has no column for)."""
     job = Job(kind=kind, owner_id=row.owner_id, params={})
     db.add(job)
     db.flush()
     row.job_id = job.id
     db.add(row)
     db.flush()
-    job.params = {param: row.id}
+    job.params = {param: row.id, **(extra or {})}
     db.commit()
     return row
 
@@ -153,7 +174,7 @@ def create_segmentation(
     db: Session = Depends(auth.get_db),
 ) -> dict:
     """Queue a liver/tumor segmentation of a stored image with a registered model."""
-    _image(db, body.image_id, "image")
+    _image(db, body.image_id, "image", user)
     try:
         resolve_model(body.model, request.app.state.settings.data_dir, allow_path=False)
     except SynTumorError as error:
@@ -165,7 +186,8 @@ def create_segmentation(
         overlap=body.overlap,
         owner_id=user.id,
     )
-    return segmentation_json(_queue(db, "segment", row, "segmentation_id"))
+    extra = {"lesion_filter": body.lesion_filter.model_dump()}
+    return segmentation_json(_queue(db, "segment", row, "segmentation_id", extra))
 
 
 @router.get("/segmentations")
@@ -239,8 +261,8 @@ def create_synthesis(
     db: Session = Depends(auth.get_db),
 ) -> dict:
     """Queue a tumor synthesis into a stored image inside a stored organ mask."""
-    image = _image(db, body.image_id, "image")
-    mask = _image(db, body.mask_id, "label")
+    image = _image(db, body.image_id, "image", user)
+    mask = _image(db, body.mask_id, "label", user)
     if list(mask.shape) != list(image.shape):
         raise HTTPException(
             422, f"mask {mask.id} has shape {mask.shape} but image {image.id} has {image.shape}"

@@ -119,6 +119,9 @@ def run_segmentation(context: JobContext) -> dict[str, Any]:
         grid = image_row.shape, image_row.spacing
     context.progress(0.02, "loading the model", force=True)
     try:
+        from syntumor_core.postprocess import LesionFilter
+
+        cleaning = LesionFilter.from_mapping(context.params.get("lesion_filter"))
         segmenter = _segmenter(context, model, mode, overlap)
         try:  # before the image is read: the numbers are in its row
             check_resampled_size(*grid, segmenter.spacing_mm, name=image_name,
@@ -128,14 +131,18 @@ def run_segmentation(context: JobContext) -> dict[str, Any]:
         image = context.storage.load(image_path)
         context.progress(0.05, "segmenting", force=True)
         result = segmenter.predict(
-            image, progress=lambda f: context.progress(0.05 + 0.85 * f, "segmenting")
+            image,
+            progress=lambda f: context.progress(0.05 + 0.85 * f, "segmenting"),
+            lesion_filter=cleaning,
         )
     except SynTumorError as error:
         raise JobFailed(str(error)) from None
     context.progress(0.92, "saving", force=True)
     lesions = lesion_rows(result.lesions)
     folder = context.storage.result_dir(context.job_id)
-    provenance = {"model": model, "mode": mode, "image": image_name}
+    provenance = {"model": model, "mode": mode, "image": image_name,
+                  "lesion_filter": result.lesion_filter,
+                  "lesion_filter_removed": result.lesion_report}  # fmt: skip
     write_lesion_files(folder, lesions, provenance)
     seg_path = None
     if dicom_zip:
@@ -152,7 +159,11 @@ def run_segmentation(context: JobContext) -> dict[str, Any]:
             source="segmentation",
             owner_id=context.owner_id,
             image_id=request.image_id,
-            meta={"labels": {"1": "liver", "2": "tumor"}, "model": model},
+            meta={
+                "labels": {"1": "liver", "2": "tumor"},
+                "model": model,
+                "lesion_filter": result.lesion_filter,
+            },
         )
         request.label_id = label_row.id
         request.lesions = lesions

@@ -52,12 +52,14 @@ def dicom_image(server, researcher, phantom_case):
     return answer.json()
 
 
+LESION_FILTER = {"min_volume_mm3": 50.0, "organ_contact": True, "tumor_probability": 0.6}
+
+
 @pytest.fixture(scope="module")
 def segmentation(server, researcher, dicom_image):
     """A finished segmentation of the DICOM image, and the events its job sent."""
-    answer = researcher.post(
-        "/api/v1/segmentations", json={"image_id": dicom_image["id"], "model": "demo"}
-    )
+    body = {"image_id": dicom_image["id"], "model": "demo", "lesion_filter": LESION_FILTER}
+    answer = researcher.post("/api/v1/segmentations", json=body)
     assert answer.status_code == 202, answer.text
     created = answer.json()
     events = read_events(researcher, f"/api/v1/jobs/{created['job']['id']}/events")
@@ -104,6 +106,11 @@ def test_segmentation_get_list_and_outputs(server, researcher, segmentation, dic
     assert lesions.status_code == 200
     table = lesions.json()
     assert table["model"] == "demo" and table["lesions"] == result["lesions"]
+    assert result["lesion_filter"] == LESION_FILTER
+    assert table["lesion_filter"] == {**LESION_FILTER, "min_volume_ml": 0.05}
+    assert set(table["lesion_filter_removed"]) == {
+        "lesions_in", "removed_small", "removed_outside_organ"
+    }  # fmt: skip
     rows = list(
         csv.DictReader(io.StringIO(researcher.get(result["downloads"]["lesions_csv"]).text))
     )
@@ -242,6 +249,9 @@ def test_bad_processing_requests(server, researcher, dicom_image, phantom_case):
     assert_error(overlap, 422, contains="overlap")
     mode = post("/api/v1/segmentations", json={"image_id": image_id, "mode": "turbo"})
     assert_error(mode, 422, contains="mode")
+    for bad in ({"tumor_probability": 1.5}, {"min_volume_mm3": -1}, {"colour": "red"}):
+        cleaning = post("/api/v1/segmentations", json={"image_id": image_id, "lesion_filter": bad})
+        assert cleaning.status_code == 422, (bad, cleaning.text)
 
     label_id = post(
         "/api/v1/volumes",
