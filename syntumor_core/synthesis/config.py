@@ -221,6 +221,16 @@ class RealisticSpec:
             drop is this fraction smaller than in the core (peripheral enhancement).
         rim_width_mm: range (uniform) of the depth over which the rim fades (e-folding, mm),
             painted with partial-volume weights.
+        grain_hu: range (uniform) of the standard deviation of a fine-grained heterogeneity
+            added inside the tumor (zero-mean Gaussian noise, weighted by the blurred tumor
+            mask, so the mean drop stays): real lesions vary more from voxel to voxel than
+            the parenchyma they replace.
+        grain_sigma_mm: the grain's correlation: a Gaussian of this sigma smooths it (the
+            standard deviation is restored afterwards); 0 leaves it white.
+        blur_sigma_mm: range (uniform) of the edge blur's sigma, instead of the tumor
+            type's (``None``: the type's).
+        texture_strength: how strongly the published texture modulates the drop around its
+            mean: drop ∝ 1 + k (texture / u0 − 1); 1 is the published modulation.
         min_fragment_voxels: tumor parts (26-connected) smaller than this, left when the
             organ, vessels or protected voxels clip a tumor, are removed from image and label.
     """
@@ -242,6 +252,10 @@ class RealisticSpec:
     contrast_range_hu: tuple[float, float] | None = None
     rim_fraction: tuple[float, float] = (0.0, 0.0)
     rim_width_mm: tuple[float, float] = (0.0, 0.0)
+    grain_hu: tuple[float, float] = (0.0, 0.0)
+    grain_sigma_mm: float = 0.0
+    blur_sigma_mm: tuple[float, float] | None = None
+    texture_strength: float = 1.0
     min_fragment_voxels: int = 8
 
     def __post_init__(self) -> None:
@@ -268,6 +282,15 @@ class RealisticSpec:
         if self.contrast_range_hu is not None:
             _check_range("contrast_range_hu", self.contrast_range_hu)
         _check_range("rim_width_mm", self.rim_width_mm)
+        _check_range("grain_hu", self.grain_hu)
+        if self.blur_sigma_mm is not None:
+            _check_range("blur_sigma_mm", self.blur_sigma_mm)
+        if not 0.0 <= self.texture_strength <= 2.0:
+            raise ParameterError(
+                f"`texture_strength` must be in [0, 2], got {self.texture_strength}"
+            )
+        if self.grain_sigma_mm < 0:
+            raise ParameterError(f"`grain_sigma_mm` must be >= 0, got {self.grain_sigma_mm}")
         low, high = self.rim_fraction
         if not 0.0 <= low <= high < 1.0:
             raise ParameterError(

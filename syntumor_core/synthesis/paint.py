@@ -131,7 +131,19 @@ def paint_tumor(
         return
     appearance = profile.types[params.tumor_type].appearance
     if params.profile == "realistic" or appearance.delivered:
-        _paint_delivered(region, organ, tumor, params, texture, box, spacing)
+        realistic = params.profile == "realistic"
+        spec = profile.realistic
+        _paint_delivered(
+            region,
+            organ,
+            tumor,
+            params,
+            texture,
+            box,
+            spacing,
+            spec.grain_sigma_mm if realistic else 0.0,
+            spec.texture_strength if realistic else 1.0,
+        )
         _paint_capsule(region, organ, tumor, params, profile, spacing)
         return
     margin = blur_margin(blend.blur_sigma_mm, spacing)
@@ -154,7 +166,17 @@ def _paint_capsule(region, organ, tumor, params, profile, spacing) -> None:
         region += np.float32(spec.capsule_hu) * rim * organ
 
 
-def _paint_delivered(region, organ, tumor, params, texture, box: Box, spacing) -> None:
+def _paint_delivered(
+    region,
+    organ,
+    tumor,
+    params,
+    texture,
+    box: Box,
+    spacing,
+    grain_sigma_mm: float = 0.0,
+    texture_strength: float = 1.0,
+) -> None:
     """Hypodense tumors whose mean drop over each tumor's voxels is ``difference_hu``.
 
     drop = difference · blur(Σ_k g_k · w · 1_k) · texture, with 1_k the k-th 26-connected
@@ -174,7 +196,8 @@ def _paint_delivered(region, organ, tumor, params, texture, box: Box, spacing) -
         weight -= np.float32(blend.rim_fraction) * enhancing_rim(tumor, blend.rim_width_mm, spacing)
     # The texture around its level u0 (mean about 1), so that the gains stay near 1 / soft.
     shade = texture.values(box)
-    shade *= np.float32(1.0 / params.texture.u0)
+    shade *= np.float32(texture_strength / params.texture.u0)
+    shade += np.float32(1.0 - texture_strength)
     index = parts[tumor]
     gains = np.ones(count + 1, dtype=np.float64)
     support = bounding_box(tumor)
@@ -190,7 +213,23 @@ def _paint_delivered(region, organ, tumor, params, texture, box: Box, spacing) -
         # blurred halo would paint a lesion much larger than its label.
         gains[1:] = np.minimum(gains[1:] / np.maximum(means[1:], 1e-3), MAX_GAIN)
     drop *= np.float32(blend.difference_hu)
+    if blend.grain_hu > 0:
+        drop -= _grain(tumor, support, blend, grain_sigma_mm, sigmas, spacing)
     np.subtract(region, drop, out=region, where=organ)
+
+
+def _grain(tumor, support, blend, grain_sigma_mm: float, sigmas, spacing) -> np.ndarray:
+    """Zero-mean heterogeneity of standard deviation ``grain_hu`` over the box, weighted by
+    the blurred tumor mask (drawn from ``grain_seed``: the same box gives the same grain)."""
+    rng = np.random.default_rng(blend.grain_seed)
+    grain = rng.standard_normal(tumor.shape, dtype=np.float32)
+    if grain_sigma_mm > 0:
+        grain = separable.gaussian_filter(grain, [grain_sigma_mm / s for s in spacing])
+        grain /= max(float(grain.std()), 1e-6)
+    weight = separable.gaussian_filter(tumor, sigmas, support=support, truncate=BLUR_TRUNCATE)
+    grain *= weight
+    grain *= np.float32(blend.grain_hu)
+    return grain
 
 
 def _paint_cyst(region, organ, tumor, params, profile, sigmas, spacing) -> None:

@@ -44,6 +44,8 @@ class BlendParams:
     fluid_hu: float
     rim_fraction: float = 0.0
     rim_width_mm: float = 0.0
+    grain_hu: float = 0.0
+    grain_seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,7 @@ def _render_cluster(image, geometry, placed, members, work: Box, params, profile
     if vessels is not None:
         tumor &= ~vessels.mask(work)
         if profile.realistic.mass_effect > 0:
-            warped = np.array(image[work], dtype=np.float32)
+            warped = np.array(image[work], dtype=np.float32, order="C")
             ellipsoids = [placed[i][0] for i in members]
             _apply_mass_effect(warped, organ, ellipsoids, profile, work, spacing)
     tumor &= organ
@@ -181,7 +181,7 @@ def _render_cluster(image, geometry, placed, members, work: Box, params, profile
     box = tuple(
         slice(w.start + p.start, w.start + p.stop) for w, p in zip(work, paint, strict=True)
     )
-    region = warped[paint] if warped is not None else np.array(image[box], dtype=np.float32)
+    region = warped[paint] if warped is not None else np.array(image[box], np.float32, order="C")
     paint_tumor(
         region,
         organ[paint],

@@ -210,9 +210,15 @@ def _realistic_blend(blend: BlendParams, appearance, spec, rng) -> BlendParams:
     else:
         drop = spec.contrast_median_hu * float(np.exp(rng.normal(0.0, spec.contrast_log_sd)))
         drop = float(np.clip(drop, low, high))
+    blur = blend.blur_sigma_mm
+    if spec.blur_sigma_mm is not None:
+        blur = float(rng.uniform(*spec.blur_sigma_mm))
     return dataclasses.replace(
         blend,
+        blur_sigma_mm=blur,
         difference_hu=drop,
         rim_fraction=float(rng.uniform(*spec.rim_fraction)),
         rim_width_mm=float(rng.uniform(*spec.rim_width_mm)),
+        grain_hu=float(rng.uniform(*spec.grain_hu)),
+        grain_seed=int(rng.integers(0, 2**63 - 1)),
     )
