@@ -25,6 +25,7 @@ from app.models_studies import Study, StudyReader
 from app.services import studies as service
 from app.services import studies_checks
 from app.services import studies_views as views
+from app.services import volumes as volume_service
 from app.services.studies import StudyError
 
 router = APIRouter(tags=["studies"])
@@ -148,6 +149,13 @@ def list_studies(user: OwnerDep, db: SessionDep, page: PageParams = Depends(page
     return paginate(db, query, page, lambda study: service.study_json(db, study))
 
 
+def _volumes_seen_by(db: Session, user: User, body: BaseModel) -> None:
+    """404 for a volume of the spec that the user may not see (as for one that is not there)."""
+    hidden = volume_service.first_hidden(db, user, body.model_dump())
+    if hidden is not None:
+        raise HTTPException(404, f"volume {hidden} not found")
+
+
 @router.post("/studies/checks")
 def check_design(body: StudyCreate, user: OwnerDep, db: SessionDep) -> dict:
     """The design checks of a study spec, before anything is created or prepared.
@@ -157,6 +165,7 @@ def check_design(body: StudyCreate, user: OwnerDep, db: SessionDep) -> dict:
     ``acknowledge``; ``error``: the study cannot be blinded), a ``message`` and the ``cue``
     it leaves to readers. ``ok`` says whether ``POST /studies`` would accept the spec.
     """
+    _volumes_seen_by(db, user, body)
     try:
         report = studies_checks.design_report(db, body.model_dump())
     except StudyError as error:
@@ -175,6 +184,7 @@ def create_study(body: StudyCreate, user: OwnerDep, db: SessionDep):
     The design is checked first (``POST /studies/checks``): errors answer 422 and warnings not
     listed in ``acknowledge`` answer 409, both with the ``checks`` beside the ``detail``.
     """
+    _volumes_seen_by(db, user, body)
     try:
         study = service.create_study(db, user, body.model_dump())
         job = service.queue_prepare(db, study, user.id) if body.prepare else None

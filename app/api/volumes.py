@@ -20,7 +20,6 @@ from app.api.common import (
     MAX_DB_INT,
     Id,
     PageParams,
-    get_or_404,
     page_params,
     paginate,
     volume_json,
@@ -115,15 +114,18 @@ def _form_image_id(value, default: int | None) -> int | None:
     return image_id
 
 
-def _label_target(db: Session, kind: str, image_id: Id | None) -> tuple[int, ...] | None:
-    """For a label map: the shape of the image it belongs to (checked to exist and be an image)."""
+def _label_target(
+    db: Session, kind: str, image_id: Id | None, user: User
+) -> tuple[int, ...] | None:
+    """For a label map: the shape of the image it belongs to (checked to exist, to be an image
+    and to be the caller's to see)."""
     if kind != "label":
         if image_id is not None:
             raise UploadError("image_id is only for label maps (kind=label)", 422)
         return None
     if image_id is None:
         raise UploadError("a label map needs image_id: the image it belongs to", 400)
-    image = db.get(Volume, image_id)
+    image = volume_service.visible_volume(db, image_id, user)
     if image is None:
         raise UploadError(f"volume {image_id} not found: give the id of a stored image", 404)
     if image.kind != "image":
@@ -131,7 +133,7 @@ def _label_target(db: Session, kind: str, image_id: Id | None) -> tuple[int, ...
     return tuple(image.shape)
 
 
-async def _receive_upload(request: Request, db: Session, name, kind, image_id):
+async def _receive_upload(request: Request, db: Session, name, kind, image_id, user: User):
     """Take the body (raw or multipart) into ``tmp/``; returns (path, name, kind, image_id, shape).
 
     What can be checked before the body is read (name, kind, the image of a label map) is
@@ -144,7 +146,7 @@ async def _receive_upload(request: Request, db: Session, name, kind, image_id):
         try:
             kind = _form_kind(form_kind, kind)
             image_id = _form_image_id(form_image, image_id)
-            shape = _label_target(db, kind, image_id)
+            shape = _label_target(db, kind, image_id, user)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -152,7 +154,7 @@ async def _receive_upload(request: Request, db: Session, name, kind, image_id):
     if not name:
         raise UploadError("give the file name with ?name=… (it tells the format)", 400)
     upload_format(name)
-    shape = _label_target(db, kind, image_id)
+    shape = _label_target(db, kind, image_id, user)
     db.commit()  # hand the connection back while the body streams in
     temp = await storage.receive(request.stream(), ".upload", limit)
     return temp, name, kind, image_id, shape
@@ -168,6 +170,13 @@ def _check_budget(request: Request, db: Session, stored, name: str) -> None:
         )  # fmt: skip
     except VolumeError as error:
         raise HTTPException(422, str(error)) from None
+
+
+def _visible_or_404(db: Session, volume_id: int, user: User) -> Volume:
+    volume = volume_service.visible_volume(db, volume_id, user)
+    if volume is None:
+        raise HTTPException(404, f"volume {volume_id} not found")
+    return volume
 
 
 @router.post("", status_code=201)
@@ -188,7 +197,9 @@ async def upload_volume(
     _check_declared_size(request, request.app.state.settings.max_upload_bytes)
     storage = request.app.state.storage
     try:
-        temp, name, kind, image_id, shape = await _receive_upload(request, db, name, kind, image_id)
+        temp, name, kind, image_id, shape = await _receive_upload(
+            request, db, name, kind, image_id, user
+        )
         stored = await asyncio.to_thread(
             storage.store_upload, temp, name, label=kind == "label", expected_shape=shape
         )
@@ -208,11 +219,12 @@ async def upload_volume(
 def list_volumes(
     kind: str | None = Query(None, pattern="^(image|label)$"),
     image_id: Id | None = None,
-    _user: User = Depends(auth.require_researcher),
+    user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
     page: PageParams = Depends(page_params),
 ) -> dict:
-    query = select(Volume).order_by(Volume.id.desc())
+    """The caller's volumes (an admin's: all); a study's cases are seen through the study."""
+    query = volume_service.visible(select(Volume).order_by(Volume.id.desc()), user)
     if kind:
         query = query.where(Volume.kind == kind)
     if image_id is not None:
@@ -223,11 +235,12 @@ def list_volumes(
 @router.get("/{volume_id}")
 def get_volume(
     volume_id: Id,
-    _user: User = Depends(auth.require_researcher),
+    user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ) -> dict:
-    volume = get_or_404(db, Volume, volume_id, "volume")
-    labels = db.scalars(select(Volume).where(Volume.image_id == volume.id)).all()
+    volume = _visible_or_404(db, volume_id, user)
+    query = volume_service.visible(select(Volume).where(Volume.image_id == volume.id), user)
+    labels = db.scalars(query).all()
     return {**volume_json(volume), "label_maps": [volume_json(v) for v in labels]}
 
 
@@ -235,11 +248,11 @@ def get_volume(
 def download_volume(
     volume_id: Id,
     request: Request,
-    _user: User = Depends(auth.require_researcher),
+    user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ):
     """The volume as NIfTI (``.nii.gz``, or ``.nii`` when it was uploaded uncompressed)."""
-    volume = get_or_404(db, Volume, volume_id, "volume")
+    volume = _visible_or_404(db, volume_id, user)
     path = request.app.state.storage.absolute(volume.path)
     if not path.is_file():
         raise HTTPException(410, f"the file of volume {volume_id} is missing from the data folder")
@@ -258,7 +271,7 @@ def delete_volume(
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ) -> None:
-    volume = get_or_404(db, Volume, volume_id, "volume")
+    volume = _visible_or_404(db, volume_id, user)
     if user.role != Role.ADMIN and volume.owner_id != user.id:
         raise HTTPException(403, "only the owner of a volume or an admin may delete it")
     busy = volume_service.busy_jobs(db, volume)

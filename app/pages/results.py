@@ -17,6 +17,7 @@ from app.api.processing import organ_types, segmentation_json, synthesis_json
 from app.models import Job, Role, Segmentation, Synthesis, User, Volume
 from app.pages.common import render
 from app.pages.volumes import researcher_page
+from app.services import volumes as volume_service
 from syntumor_core.synthesis import PROFILES
 
 router = APIRouter(include_in_schema=False)
@@ -55,10 +56,12 @@ def synthesize_page(request: Request, image_id: Id | None = None):
     user = researcher_page(request)
     with request.app.state.session_factory() as session:
         images = session.scalars(
-            select(Volume).where(Volume.kind == "image").order_by(Volume.id.desc()).limit(500)
+            volume_service.visible(select(Volume).where(Volume.kind == "image"), user)
+            .order_by(Volume.id.desc())
+            .limit(500)
         ).all()
         labels = session.scalars(
-            select(Volume)
+            volume_service.visible(select(Volume), user)
             .where(Volume.kind == "label", Volume.image_id.in_([v.id for v in images]))
             .order_by(Volume.id)
         ).all()

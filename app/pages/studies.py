@@ -19,6 +19,7 @@ from app.pages import studies_reader
 from app.pages.common import render, require_page_roles
 from app.services import studies as service
 from app.services import studies_views as views
+from app.services import volumes as volume_service
 from app.services.studies import StudyError
 from app.services.studies_machine_reader import stored_study_machine_reader
 
@@ -56,11 +57,20 @@ def study_list(request: Request):
         return render(request, "studies/list.html", user=user, studies=[], assignments=assignments)
 
 
-def _volume_choices(db) -> list[dict]:
-    """Image volumes with their first label map (the form's choices)."""
-    images = db.scalars(select(Volume).where(Volume.kind == "image").order_by(Volume.id)).all()
+def _volumes_seen_by(db, user: User, spec: dict) -> None:
+    """A volume of the spec that the user may not see is as good as absent."""
+    hidden = volume_service.first_hidden(db, user, spec)
+    if hidden is not None:
+        raise StudyError(f"volume {hidden} not found", 404)
+
+
+def _volume_choices(db, user) -> list[dict]:
+    """The user's image volumes with their first label map (the form's choices)."""
+    images = select(Volume).where(Volume.kind == "image").order_by(Volume.id)
+    images = db.scalars(volume_service.visible(images, user)).all()
+    labels = select(Volume).where(Volume.kind == "label").order_by(Volume.id)
     labelled = {}
-    for label in db.scalars(select(Volume).where(Volume.kind == "label").order_by(Volume.id)):
+    for label in db.scalars(volume_service.visible(labels, user)):
         labelled.setdefault(label.image_id, label)
     from app.services.studies_checks import origin_of
 
@@ -81,7 +91,7 @@ def _new_form(request: Request, user, db, *, form=None, error=None, checks=None,
     fields = {key: value for key, value in (form or {}).items() if key not in LIST_FIELDS}
     chosen = {name: [str(v) for v in form.getlist(name)] if form else [] for name in LIST_FIELDS}
     return render(request, "studies/new.html", status_code=status, user=user,
-                  volumes=_volume_choices(db), error=error, form=fields, chosen=chosen,
+                  volumes=_volume_choices(db, user), error=error, form=fields, chosen=chosen,
                   checks=checks)  # fmt: skip
 
 
@@ -153,6 +163,7 @@ async def new_study_submit(request: Request):
     with request.app.state.session_factory() as db:
         try:
             spec = StudyCreate.model_validate(spec_from_form(form)).model_dump()
+            _volumes_seen_by(db, user, spec)
             study = service.create_study(db, user, spec)
             service.queue_prepare(db, study, user.id)
             db.commit()
@@ -173,12 +184,13 @@ async def new_study_checks(request: Request):
     from app.api.studies import StudyCreate
     from app.services.studies_checks import design_report
 
-    require_page_roles(request, *OWNER_ROLES)
+    user = require_page_roles(request, *OWNER_ROLES)
     form = await request.form()
     auth.check_csrf(request, form.get("csrf_token"))
     with request.app.state.session_factory() as db:
         try:
             spec = StudyCreate.model_validate(spec_from_form(form)).model_dump()
+            _volumes_seen_by(db, user, spec)
             return design_report(db, spec)
         except (StudyError, ValidationError, ValueError) as error:
             status = getattr(error, "status", 422)

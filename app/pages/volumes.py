@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from app.api.common import Id, volume_json
 from app.models import Role, Segmentation, Synthesis, User, Volume
 from app.pages.common import render, require_page_roles
+from app.services import volumes as volume_service
 
 router = APIRouter(include_in_schema=False)
 VOLUMES_PER_PAGE = 25
@@ -56,7 +57,7 @@ def _label_counts(session, image_ids: list[int]) -> dict[int, int]:
 def volume_list(request: Request, page: int = Query(1, ge=1, le=100_000)):
     user = researcher_page(request)
     with request.app.state.session_factory() as session:
-        images = select(Volume).where(Volume.kind == "image")
+        images = volume_service.visible(select(Volume).where(Volume.kind == "image"), user)
         total = session.scalar(select(func.count()).select_from(images.subquery())) or 0
         pages = max(1, ceil(total / VOLUMES_PER_PAGE))
         page = min(page, pages)
@@ -79,9 +80,8 @@ def volume_list(request: Request, page: int = Query(1, ge=1, le=100_000)):
 
 
 def _volume_context(session, volume: Volume, user: User) -> dict:
-    labels = session.scalars(
-        select(Volume).where(Volume.image_id == volume.id).order_by(Volume.id)
-    ).all()
+    query = select(Volume).where(Volume.image_id == volume.id).order_by(Volume.id)
+    labels = session.scalars(volume_service.visible(query, user)).all()
     segmentations = session.scalars(
         visible_rows(
             select(Segmentation).where(Segmentation.image_id == volume.id), user, Segmentation
@@ -111,7 +111,7 @@ def _volume_context(session, volume: Volume, user: User) -> dict:
 def volume_page(request: Request, volume_id: Id, overlay: Id | None = None):
     user = researcher_page(request)
     with request.app.state.session_factory() as session:
-        volume = session.get(Volume, volume_id)
+        volume = volume_service.visible_volume(session, volume_id, user)
         if volume is None:
             raise HTTPException(404, f"volume {volume_id} not found")
         if volume.kind == "label" and volume.image_id is not None:

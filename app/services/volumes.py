@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from app.models import Job, JobStatus, Segmentation, Synthesis, Volume
+from app.models import Job, JobStatus, Role, Segmentation, Synthesis, User, Volume
 from app.storage import Storage, StoredFile
 from syntumor_core.errors import VolumeError
 from syntumor_core.volume import Volume as CoreVolume
@@ -150,6 +150,53 @@ def store_core_volume(
         meta=meta,
     )
     return row
+
+
+STUDY_SOURCE = "study"  # a study's case, made by its preparation: seen through the study only
+VOLUME_ID_KEYS = ("image_id", "label_id", "mask_id")
+
+
+def visible(query, user: User):
+    """A query of volumes limited to those ``user`` may see, as studies are: admins all; others
+    their own and the shared library (volumes without an owner, put in by the operator), never
+    a study's cases (those are reached through the study's pages)."""
+    if user.role == Role.ADMIN:
+        return query
+    mine_or_shared = or_(Volume.owner_id == user.id, Volume.owner_id.is_(None))
+    return query.where(mine_or_shared, Volume.source != STUDY_SOURCE)
+
+
+def can_see(user: User, volume: Volume) -> bool:
+    if user.role == Role.ADMIN:
+        return True
+    return volume.owner_id in (user.id, None) and volume.source != STUDY_SOURCE
+
+
+def visible_volume(session: Session, volume_id: int, user: User) -> Volume | None:
+    """The volume, or None when there is none or ``user`` may not see it (both answer 404)."""
+    volume = session.get(Volume, volume_id)
+    return volume if volume is not None and can_see(user, volume) else None
+
+
+def referenced_ids(spec: Any) -> list[int]:
+    """Every volume id in a request's nested JSON (``image_id``, ``label_id``, ``mask_id``)."""
+    if isinstance(spec, dict):
+        found = [v for k, v in spec.items() if k in VOLUME_ID_KEYS and isinstance(v, int)]
+        return found + [i for v in spec.values() if isinstance(v, dict | list)
+                        for i in referenced_ids(v)]  # fmt: skip
+    if isinstance(spec, list):
+        return [i for item in spec for i in referenced_ids(item)]
+    return []
+
+
+def first_hidden(session: Session, user: User, spec: Any) -> int | None:
+    """The first volume id in ``spec`` of a volume that ``user`` may not see (ids of no volume
+    are left to the caller's own checks)."""
+    for volume_id in referenced_ids(spec):
+        volume = session.get(Volume, volume_id)
+        if volume is not None and not can_see(user, volume):
+            return volume_id
+    return None
 
 
 def count(session: Session, query) -> int:

@@ -189,3 +189,86 @@ def test_huge_ids_in_pages_are_404_pages(server):
             answer = client.get(url, headers={"Accept": "text/html"})
             assert answer.status_code == 404, (url, answer.text[:300])
             assert "text/html" in answer.headers["content-type"] and "not found" in answer.text
+
+
+# --- 6. volumes scoped to their owner ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other(server):
+    """A second researcher, who must not see the first one's volumes."""
+    with server.token_client("researcher") as client:
+        yield client
+
+
+def _study_case(server, owner_id: int | None, source: str = "study") -> int:
+    """A volume a study's preparation made (source 'study'), owned by the study's owner."""
+    from app.models import Volume
+
+    with server.session() as session:
+        template = session.get(Volume, 1)
+        case = Volume(name="case 1", kind="image", source=source, sha256=template.sha256,
+                      path=template.path, size_bytes=template.size_bytes, shape=template.shape,
+                      spacing=template.spacing, meta={}, owner_id=owner_id)  # fmt: skip
+        session.add(case)
+        session.commit()
+        return case.id
+
+
+def _me(client) -> int:
+    return client.get("/api/v1/auth/me").json()["user"]["id"]
+
+
+def test_a_researcher_sees_only_their_own_volumes(server, researcher, other, admin, image):
+    theirs = upload(other, name="theirs.nii.gz", seed=12)
+    listed = {v["id"] for v in researcher.get("/api/v1/volumes").json()["items"]}
+    assert image["id"] in listed and theirs["id"] not in listed
+    assert {v["id"] for v in other.get("/api/v1/volumes").json()["items"]} == {theirs["id"]}
+    detail = f"volume {image['id']} not found"
+    for method, url in [("GET", f"/api/v1/volumes/{image['id']}"),
+                        ("GET", f"/api/v1/volumes/{image['id']}/file"),
+                        ("DELETE", f"/api/v1/volumes/{image['id']}")]:  # fmt: skip
+        assert_error(other.request(method, url), 404, detail)
+    answer = other.post("/api/v1/segmentations", json={"image_id": image["id"], "model": "demo"})
+    assert_error(answer, 404, detail)
+    synthesis = {"image_id": theirs["id"], "mask_id": image["id"]}
+    assert_error(other.post("/api/v1/syntheses", json=synthesis), 404, detail)
+    label = other.post("/api/v1/volumes", content=nifti_bytes((ct_array(1) > 0).astype("uint8")),
+                       params={"name": "l.nii.gz", "kind": "label", "image_id": image["id"]})  # fmt: skip
+    assert_error(label, 404, f"{detail}: give the id of a stored image")
+    everything = {v["id"] for v in admin.get("/api/v1/volumes").json()["items"]}
+    assert {image["id"], theirs["id"]} <= everything
+    assert admin.get(f"/api/v1/volumes/{image['id']}/file").status_code == 200
+
+
+def test_volume_pages_are_scoped_too(server, image):
+    from contextlib import closing
+
+    with closing(server.login(*server.create_user())) as browser:
+        page = browser.get(f"/volumes/{image['id']}", headers={"Accept": "text/html"})
+        assert page.status_code == 404 and f"volume {image['id']} not found" in page.text
+        assert f"/volumes/{image['id']}" not in browser.get("/volumes").text
+        assert f'"id": {image["id"]},' not in browser.get("/synthesize").text
+
+
+def test_a_studys_case_volumes_are_seen_through_the_study_only(server, researcher, admin, image):
+    case = _study_case(server, _me(researcher))
+    assert case not in {v["id"] for v in researcher.get("/api/v1/volumes").json()["items"]}
+    assert_error(researcher.get(f"/api/v1/volumes/{case}"), 404, f"volume {case} not found")
+    assert admin.get(f"/api/v1/volumes/{case}").status_code == 200
+
+
+def test_volumes_without_an_owner_are_the_shared_library(server, other):
+    shared = _study_case(server, None, source="sample")  # as the operator's imports are
+    assert other.get(f"/api/v1/volumes/{shared}").status_code == 200
+    answer = other.delete(f"/api/v1/volumes/{shared}")
+    assert_error(answer, 403, "only the owner of a volume or an admin may delete it")
+
+
+def test_a_study_cannot_be_built_from_someone_elses_volumes(other, image):
+    spec = {"title": "Borrowed", "prepare": False,
+            "arms": [{"name": "Real", "truth": "real", "volumes": [{"image_id": image["id"]}]},
+                     {"name": "Synthetic", "truth": "synthetic", "source": "synthesize",
+                      "healthy": [{"image_id": image["id"]}]}]}  # fmt: skip
+    for url in ("/api/v1/studies/checks", "/api/v1/studies"):
+        assert_error(other.post(url, json=spec), 404, f"volume {image['id']} not found")
