@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from syntumor_core.synthesis import separable
 from syntumor_core.synthesis.config import RealisticSpec
+from syntumor_core.synthesis.inputs import row_ordered
 
 Box = tuple[slice, slice, slice]
 _PARALLEL_POINTS = 200_000  # below this, a second thread costs more than it saves
@@ -49,7 +50,7 @@ class VesselDetector:
         segmentation) is added to what the threshold finds, before the dilation.
         ``organ_mask`` covers the volume or just ``organ_box``."""
         sigma = [1.0 / s for s in spacing]
-        region = np.ascontiguousarray(image[organ_box], dtype=np.float32)
+        region = row_ordered(image[organ_box])
         smoothed = separable.gaussian_filter(region, sigma, truncate=2.5)
         organ = organ_mask if organ_mask.shape == region.shape else organ_mask[organ_box]
         values = smoothed[organ]

@@ -20,6 +20,7 @@ from syntumor_core.synthesis.inputs import (
     check_image,
     check_mask,
     check_spacing,
+    row_ordered,
 )
 from syntumor_core.synthesis.manifest import array_checksum, build_manifest, check_manifest
 from syntumor_core.synthesis.organs import get_organ_profile
@@ -98,7 +99,7 @@ def _restrict(image, geometry: OrganGeometry, profile: OrganProfile, protect) ->
         local = np.array(protect[geometry.box], order="K")
         domain &= ~local
     if tissue is not None:
-        region = np.ascontiguousarray(image[geometry.box], dtype=np.float32)
+        region = row_ordered(image[geometry.box])
         smoothed = separable.gaussian_filter(
             region, [1.0 / s for s in geometry.spacing], truncate=2.5
         )

@@ -65,3 +65,20 @@ def check_axial_axis(axial_axis: int) -> int:
     if axial_axis not in (0, 1, 2):
         raise ParameterError(f"`axial_axis` must be 0, 1 or 2, got {axial_axis!r}")
     return int(axial_axis)
+
+
+def row_ordered(view: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """A C-ordered copy of a 3-D ``view`` (e.g. a box of a column-ordered volume, as nibabel
+    gives), the same values as ``np.array(view, dtype, order="C")``.
+
+    A column-ordered source is copied one plane of the middle axis at a time: each plane is a
+    small 2-D transposition that stays in the cache, about twice as fast as numpy's copy of the
+    whole box, whose inner loop strides through memory.
+    """
+    out = np.empty(view.shape, dtype=dtype)
+    if view.ndim == 3 and abs(view.strides[0]) < abs(view.strides[2]):
+        for index in range(view.shape[1]):
+            out[:, index, :] = view[:, index, :]
+    else:
+        out[...] = view
+    return out

@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from syntumor_core.synthesis.config import OrganProfile
 from syntumor_core.synthesis.effects import VesselDetector, radial_warp, warp_margin
+from syntumor_core.synthesis.inputs import row_ordered
 from syntumor_core.synthesis.output import OutputCopy
 from syntumor_core.synthesis.paint import blur_margin, paint_tumor
 from syntumor_core.synthesis.params import SynthesisParams
@@ -169,7 +170,7 @@ def _render_cluster(image, geometry, placed, members, work: Box, params, profile
     if vessels is not None:
         tumor &= ~vessels.mask(work)
         if profile.realistic.mass_effect > 0:
-            warped = np.array(image[work], dtype=np.float32, order="C")
+            warped = row_ordered(image[work])
             ellipsoids = [placed[i][0] for i in members]
             _apply_mass_effect(warped, organ, ellipsoids, profile, work, spacing)
     tumor &= organ
@@ -181,7 +182,7 @@ def _render_cluster(image, geometry, placed, members, work: Box, params, profile
     box = tuple(
         slice(w.start + p.start, w.start + p.stop) for w, p in zip(work, paint, strict=True)
     )
-    region = warped[paint] if warped is not None else np.array(image[box], np.float32, order="C")
+    region = warped[paint] if warped is not None else row_ordered(image[box])
     paint_tumor(
         region,
         organ[paint],
