@@ -102,3 +102,39 @@ def test_options_round_trip_through_the_sidecar_form():
     recorded = options.as_dict()
     assert recorded["min_volume_ml"] == 0.25
     assert LesionFilter.from_mapping(recorded) == options
+
+
+def test_predict_applies_the_filter_and_records_it():
+    import torch
+
+    from syntumor_core.inference import Segmenter, postprocess
+    from syntumor_core.models import build_model
+    from syntumor_core.volume import Volume
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    volume = Volume((60 + 40 * rng.standard_normal((40, 40, 24))).astype(np.float32),
+                    np.diag([4.0, 4.0, 4.0, 1.0]))  # fmt: skip
+    segmenter = Segmenter(build_model("unet").eval(), arch="unet", roi_size=32, spacing_mm=8.0,
+                          device="cpu", compile=False)  # fmt: skip
+    plain = segmenter.predict(volume)
+    assert plain.lesion_filter is None and plain.lesion_report is None
+    unfiltered = segmenter.predict(volume, lesion_filter=NO_FILTER)
+    assert np.array_equal(unfiltered.labels.array, plain.labels.array)
+    assert unfiltered.lesion_filter == NO_FILTER.as_dict()
+    options = LesionFilter(min_volume_mm3=64 * 20, organ_contact=True, tumor_probability=0.4)
+    cleaned = segmenter.predict(volume, lesion_filter=options)
+    image = segmenter.preprocess(volume)
+    logits = segmenter.sliding_window_logits(image.as_tensor()[None])
+    probs = segmenter.restore_probabilities(logits[0], image)
+    expected, report = filter_lesions(
+        postprocess(labels_from_probabilities(probs, 0.4)), 64.0, options
+    )
+    assert np.array_equal(cleaned.labels.array, expected)
+    assert cleaned.lesion_report == report and cleaned.lesion_filter["tumor_probability"] == 0.4
+    assert report["removed_small"] + report["removed_outside_organ"] > 0  # it did something
+    assert (
+        len(cleaned.lesions)
+        == report["lesions_in"] - report["removed_small"] - report["removed_outside_organ"]
+    )
+    assert all(row.voxels >= 20 for row in cleaned.lesions)
