@@ -1,7 +1,7 @@
 // Showing a segmentation: follow its job, then its label map as the overlay, the lesion table
 // and the downloads. Used by the volume page (after "Segment") and the segmentation page.
 
-import { API, followJob, getJSON } from "./api.js";
+import { API, followJob, getJSON, postJSON } from "./api.js";
 import { el, renderDownloads, renderLesions, segmentationDownloads, showJob } from "./ui.js";
 
 /**
@@ -10,6 +10,21 @@ import { el, renderDownloads, renderLesions, segmentationDownloads, showJob } fr
  * @param {{progress: HTMLElement, result: HTMLElement, lesions: HTMLElement, downloads: HTMLElement}} parts
  * @returns {Promise<object>} the finished segmentation
  */
+function cancelButton(jobId) {
+  const button = el("button", { type: "button", class: "secondary cancel-job" }, "Cancel");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    button.textContent = "Cancelling…";
+    try {
+      await postJSON(`${API}/jobs/${jobId}/cancel`);
+    } catch (error) {
+      button.disabled = false;
+      button.textContent = `Cancel (failed: ${error.message})`;
+    }
+  });
+  return button;
+}
+
 export async function presentSegmentation(panel, segmentation, parts) {
   let current = segmentation;
   const links = parts.progress.querySelector(".job-links");
@@ -17,8 +32,11 @@ export async function presentSegmentation(panel, segmentation, parts) {
     links.append(el("a", { href: `/segmentations/${current.id}` }, `Segmentation ${current.id}`), " · ", el("a", { href: "/jobs" }, "all jobs"));
   }
   if (!["succeeded", "failed", "cancelled"].includes(current.job.status)) {
+    const cancel = cancelButton(current.job.id);
+    if (links) links.append(" · ", cancel);
     showJob(parts.progress, current.job);
     await followJob(current.job.id, (job) => showJob(parts.progress, job));
+    cancel.remove();
     current = await getJSON(`${API}/segmentations/${current.id}`);
   }
   showJob(parts.progress, current.job);
