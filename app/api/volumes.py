@@ -133,6 +133,27 @@ def _label_target(
     return tuple(image.shape)
 
 
+def _label_meta(db: Session, kind: str, image_id, labels: str | None, derived_from) -> dict:
+    """The legend and origin of an uploaded label map (422 naming what is wrong)."""
+    if kind != "label" and (labels is not None or derived_from is not None):
+        raise HTTPException(422, "labels and derived_from are only for label maps (kind=label)")
+    try:
+        legend = volume_service.parse_legend(labels)
+    except VolumeError as error:
+        raise HTTPException(422, str(error)) from None
+    meta: dict = {"labels": legend} if legend else {}
+    if derived_from is not None:
+        source = db.get(Volume, derived_from)
+        if source is None or source.kind != "label" or source.image_id != image_id:
+            raise HTTPException(
+                422, f"derived_from must be a label map of image {image_id}; {derived_from} is not"
+            )
+        meta["derived_from"] = source.id
+        if not legend and (source.meta or {}).get("labels"):
+            meta["labels"] = source.meta["labels"]  # an edited map keeps its source's legend
+    return meta
+
+
 async def _receive_upload(request: Request, db: Session, name, kind, image_id, user: User):
     """Take the body (raw or multipart) into ``tmp/``; returns (path, name, kind, image_id, shape).
 
@@ -185,6 +206,14 @@ async def upload_volume(
     name: str | None = Query(None, max_length=255, description="File name (raw-body uploads)."),
     kind: str = Query("image", pattern="^(image|label)$"),
     image_id: Id | None = Query(None, description="For a label map: the image it belongs to."),
+    labels: str | None = Query(
+        None,
+        max_length=20_000,
+        description='For a label map: its legend as JSON, value → name, e.g. {"1": "liver", "2": "tumor"}.',
+    ),
+    derived_from: Id | None = Query(
+        None, description="For a label map: the label map of the same image it was edited from."
+    ),
     user: User = Depends(auth.require_researcher),
     db: Session = Depends(auth.get_db),
 ):
@@ -196,6 +225,7 @@ async def upload_volume(
     """
     _check_declared_size(request, request.app.state.settings.max_upload_bytes)
     storage = request.app.state.storage
+    meta = _label_meta(db, kind, image_id, labels, derived_from)
     try:
         temp, name, kind, image_id, shape = await _receive_upload(
             request, db, name, kind, image_id, user
@@ -209,7 +239,7 @@ async def upload_volume(
         _check_budget(request, db, stored, safe_display_name(name))
     row, created = volume_service.register_upload(
         db, storage, stored, name=safe_display_name(name), kind=kind, owner_id=user.id,
-        image_id=image_id,
+        image_id=image_id, meta=meta,
     )  # fmt: skip
     body = {**volume_json(row), "duplicate": not created}
     return JSONResponse(body, status_code=201 if created else 200)

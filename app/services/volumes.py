@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ def register_upload(
     kind: str,
     owner_id: int | None,
     image_id: int | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> tuple[Volume, bool]:
     """Register an uploaded file and commit; returns (row, created).
 
@@ -80,7 +82,7 @@ def register_upload(
     """
     try:
         row, created = register(
-            session, stored, name=name, kind=kind, owner_id=owner_id, image_id=image_id
+            session, stored, name=name, kind=kind, owner_id=owner_id, image_id=image_id, meta=meta
         )
         session.commit()
     except BaseException:
@@ -234,3 +236,30 @@ def delete(session: Session, storage: Storage, volume: Volume) -> None:
         session.delete(row)
     session.commit()
     _remove_if_unused(session, storage, paths)
+
+
+MAX_LEGEND_ENTRIES = 255
+
+
+def parse_legend(text: str | None) -> dict[str, str] | None:
+    """A label map's legend from JSON text: ``{"1": "liver", "2": "tumor"}`` (values 1-255).
+
+    Raises:
+        VolumeError: when the text is not such an object, naming what is wrong.
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        legend = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise VolumeError(f'labels must be JSON like {{"1": "liver"}}: {error.msg}') from None
+    if not isinstance(legend, dict) or not legend or len(legend) > MAX_LEGEND_ENTRIES:
+        raise VolumeError('labels must be a JSON object of 1-255 entries, e.g. {"1": "liver"}')
+    clean: dict[str, str] = {}
+    for key, name in legend.items():
+        if not (isinstance(key, str) and key.isdigit() and 1 <= int(key) <= 255):
+            raise VolumeError(f"label values must be whole numbers from 1 to 255, got {key!r}")
+        if not (isinstance(name, str) and 1 <= len(name.strip()) <= 60):
+            raise VolumeError(f"the name of label {key} must be text of 1-60 characters")
+        clean[str(int(key))] = name.strip()
+    return clean

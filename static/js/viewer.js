@@ -89,6 +89,7 @@ const TOOL_DRAG_MODES = {
   crosshair: DRAG_MODE.crosshair,
   measure: DRAG_MODE.measurement,
   roi: DRAG_MODE.roiSelection,
+  paint: DRAG_MODE.crosshair, // NiiVue paints instead while its drawing is enabled
 };
 
 export class CtViewer {
@@ -135,6 +136,10 @@ export class CtViewer {
     canvas.addEventListener("mousemove", (event) => this.hover(event));
     canvas.addEventListener("mouseleave", () => this.onHover(null));
     canvas.addEventListener("dblclick", (event) => this.toggleMaximise(event));
+    // NiiVue focuses the canvas on every move of a drag; focus() scrolls a canvas that is not
+    // wholly on screen, which would move the page under a stroke or a measurement. Focus it
+    // first, without scrolling: NiiVue's later calls then change nothing.
+    canvas.addEventListener("pointerdown", () => canvas.focus({ preventScroll: true }), { capture: true });
     this.nv.onLocationChange = (location) => this.reportLocation(location);
     this.nv.onDragRelease = (drag) => this.dragReleased(drag);
   }
@@ -222,11 +227,71 @@ export class CtViewer {
     this.nv.createOnLocationChange();
   }
 
-  /** The left mouse button's tool: "crosshair", "measure" (a length) or "roi" (HU statistics). */
+  /**
+   * The left mouse button's tool: "crosshair", "measure" (a length), "roi" (HU statistics) or
+   * "paint" (the editable mask; call startEditing first).
+   */
   setTool(name) {
     if (!(name in TOOL_DRAG_MODES)) throw new Error(`unknown tool ${name}`);
     this.tool = name;
     this.nv.opts.dragModePrimary = TOOL_DRAG_MODES[name];
+    this.nv.setDrawingEnabled(name === "paint");
+  }
+
+  // --- mask editing: NiiVue's drawing layer, on the background's grid ---------------------------
+
+  /** Open the shown overlay (or an empty mask) as the editable drawing; the overlay hides. */
+  async startEditing() {
+    if (this.editing) return this.editing;
+    const source = this.overlay ? this.overlay.volume : null;
+    if (source) {
+      if (!(await this.nv.loadDrawingFromUrl(source.download_url))) {
+        throw new Error("the label map could not be opened for editing");
+      }
+      this.nv.setOpacity(this.nv.volumes.indexOf(this.overlay.nvimage), 0);
+    } else {
+      this.nv.createEmptyDrawing();
+    }
+    this.nv.setDrawOpacity(0.6);
+    this.editing = { source };
+    return this.editing;
+  }
+
+  /** Close the drawing without saving; the overlay shows again. */
+  stopEditing() {
+    if (!this.editing) return;
+    this.nv.closeDrawing();
+    this.editing = null;
+    if (this.overlay) this.setOverlayOpacity(this.overlayOpacity);
+  }
+
+  /** Brush: label ``value`` (0 erases) and its size in voxels. */
+  setPen(value, size) {
+    this.nv.setPenValue(Number(value), false);
+    this.nv.opts.penSize = Math.max(1, Number(size));
+  }
+
+  undoStroke() {
+    if (this.editing) this.nv.drawUndo();
+  }
+
+  /** Voxels per label value of the drawing: {value: count}. */
+  drawingCounts() {
+    const bitmap = this.nv.drawBitmap;
+    const counts = {};
+    if (!bitmap) return counts;
+    for (let index = 0; index < bitmap.length; index++) {
+      const value = bitmap[index];
+      if (value) counts[value] = (counts[value] || 0) + 1;
+    }
+    return counts;
+  }
+
+  /** The drawing as NIfTI bytes on the image's own grid (NiiVue undoes its RAS reordering). */
+  async drawingNifti() {
+    const bytes = await this.nv.saveImage({ filename: "", isSaveDrawing: true, volumeByIndex: 0 });
+    if (!(bytes instanceof Uint8Array)) throw new Error("there is no drawing to save");
+    return bytes;
   }
 
   dragReleased(drag) {

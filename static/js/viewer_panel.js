@@ -2,8 +2,9 @@
 // sharing one toolbar (layout, left-button tool, CT window, overlay, opacity), slice sliders
 // (the first tile's; linked tiles follow), a legend, HU readouts and the measurement readout.
 
-import { CtViewer, WINDOW_PRESETS, describeHover } from "./viewer.js";
+import { API, uploadFile } from "./api.js";
 import { el } from "./ui.js";
+import { CtViewer, WINDOW_PRESETS, describeHover } from "./viewer.js";
 
 export class ViewerPanel {
   /**
@@ -34,6 +35,7 @@ export class ViewerPanel {
     this.measureReadout = root.querySelector(".measure-readout");
     this.bindLayout();
     this.bindTools();
+    this.bindPaint();
     this.bindSlices();
     this.bindWindow();
     this.bindOverlay();
@@ -73,11 +75,113 @@ export class ViewerPanel {
 
   bindTools() {
     for (const radio of this.root.querySelectorAll("input[name=tool]")) {
-      radio.addEventListener("change", () => {
+      radio.addEventListener("change", async () => {
         if (!radio.checked) return;
-        this.viewers.forEach((viewer) => viewer.setTool(radio.value));
+        if (radio.value === "paint") await this.startPainting();
+        this.viewers.forEach((viewer) => viewer.setTool(radio.value === "paint" && viewer !== this.overlayViewer ? "crosshair" : radio.value));
         this.root.dataset.tool = radio.value;
       });
+    }
+  }
+
+  // --- mask editing: paint / erase / undo, saved as a new label map of the image -------------
+
+  bindPaint() {
+    this.paintBox = this.root.querySelector("fieldset.paint");
+    if (!this.paintBox) return;
+    const value = this.paintBox.querySelector("select[name=paint-value]");
+    const brush = this.paintBox.querySelector("input[name=brush]");
+    const pen = () => {
+      this.overlayViewer.setPen(value.value, brush.value);
+      this.paintBox.querySelector(".brush-size").textContent = brush.value;
+    };
+    value.addEventListener("change", pen);
+    brush.addEventListener("input", pen);
+    this.pen = pen;
+    const act = {
+      undo: () => this.overlayViewer.undoStroke(),
+      save: () => this.savePainting(),
+      discard: () => this.stopPainting(),
+    };
+    for (const button of this.paintBox.querySelectorAll("button[data-paint]")) {
+      button.addEventListener("click", async () => {
+        await act[button.dataset.paint]();
+        this.showCounts();
+      });
+    }
+    const canvas = this.overlayViewer.canvas;
+    // NiiVue ends a stroke on the button's release, wherever the pointer is by then.
+    for (const type of ["pointerup", "mouseup", "touchend"]) {
+      document.addEventListener(type, () => setTimeout(() => this.showCounts(), 0));
+    }
+    canvas.addEventListener("keydown", (event) => {
+      if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z" && this.overlayViewer.editing) {
+        event.preventDefault();
+        this.overlayViewer.undoStroke();
+        this.showCounts();
+      }
+    });
+  }
+
+  async startPainting() {
+    const viewer = this.overlayViewer;
+    const wasEditing = Boolean(viewer.editing);
+    const { source } = await viewer.startEditing();
+    const select = this.paintBox.querySelector("select[name=paint-value]");
+    if (!wasEditing) {
+      // The legend shown for the overlay (its named values and every value found in it).
+      const shown = viewer.legend.map((entry) => [String(entry.value), entry.name]);
+      const entries = shown.length ? shown : [["1", "liver"], ["2", "tumor"]];
+      select.replaceChildren(
+        ...entries.map(([v, name]) => el("option", { value: v }, `${v} · ${name}`)),
+        el("option", { value: "0" }, "0 · erase"),
+      );
+      select.value = entries.some(([v]) => v === "2") ? "2" : entries[0][0];
+      this.editSource = source;
+    }
+    this.paintBox.hidden = false;
+    this.pen();
+    this.showCounts();
+    this.say(source ? `Editing a copy of ${source.name}.` : "Painting a new mask.");
+  }
+
+  stopPainting() {
+    this.overlayViewer.stopEditing();
+    this.paintBox.hidden = true;
+    this.root.querySelector("input[name=tool][value=crosshair]").click();
+    this.root.dataset.counts = "";
+  }
+
+  showCounts() {
+    if (!this.paintBox || !this.overlayViewer.editing) return;
+    const counts = this.overlayViewer.drawingCounts();
+    const text = Object.entries(counts).map(([v, n]) => `label ${v}: ${n} voxels`).join(" · ");
+    this.paintBox.querySelector(".paint-counts").textContent = text || "The mask is empty.";
+    this.root.dataset.counts = JSON.stringify(counts);
+  }
+
+  async savePainting() {
+    const viewer = this.overlayViewer;
+    const image = viewer.image;
+    const source = this.editSource;
+    try {
+      const bytes = await viewer.drawingNifti();
+      const name = `${(source?.name || image.name).replace(/\.nii(\.gz)?$/, "")} – edited.nii`;
+      const query = new URLSearchParams({ name, kind: "label", image_id: String(image.id) });
+      if (source) query.set("derived_from", String(source.id));
+      else query.set("labels", JSON.stringify(Object.fromEntries(
+        [...this.paintBox.querySelectorAll("select[name=paint-value] option")]
+          .filter((option) => option.value !== "0")
+          .map((option) => [option.value, option.textContent.split(" · ")[1]]),
+      )));
+      const { body } = await uploadFile(`${API}/volumes?${query}`, new Blob([bytes]), null);
+      this.stopPainting();
+      this.setLabelMaps([...this.labelMaps.filter((label) => label.id !== body.id), body]);
+      await this.showOverlay(body.id);
+      this.say(`Saved as label map #${body.id} (${body.name}).`);
+      this.root.dataset.saved = String(body.id);
+    } catch (error) {
+      this.say(`The mask could not be saved: ${error.message}`);
     }
   }
 

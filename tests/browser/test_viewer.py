@@ -187,3 +187,76 @@ def test_show_lesion_centres_on_tumor_and_scrolls_the_viewer_into_view(
     assert -2 <= viewer["y"] < HEIGHT / 4, viewer  # scrolled into view
     screenshot(page, "viewer-show-lesion")
     context.close()
+
+
+def _counts(page) -> dict[int, int]:
+    import json
+
+    raw = page.locator("#viewer").get_attribute("data-counts") or "{}"
+    return {int(value): count for value, count in json.loads(raw).items()}
+
+
+@pytest.mark.slow
+def test_paint_erase_undo_and_save_a_corrected_mask(
+    viewer_page,
+    web_server,
+    researcher,  # noqa: F811
+    uploaded,  # noqa: F811
+    tmp_path,
+):
+    import nibabel as nib
+    import numpy as np
+
+    page, canvas = viewer_page
+    source = uploaded["labels"]
+    page.select_option("select[name=overlay]", str(source["id"]))
+    expect(page.locator("#viewer")).to_have_attribute("data-overlay", str(source["id"]))
+    page.check("input[name=layout][value=axial]")
+    page.check("input[name=tool][value=paint]")
+    expect(page.locator("fieldset.paint")).to_be_visible()
+    page.wait_for_function("() => document.querySelector('#viewer').dataset.counts")
+    original = _counts(page)
+    assert original.get(1, 0) > 1000  # the organ map opened for editing: the liver is there
+
+    page.select_option("select[name=paint-value]", "7")
+    page.fill("input[name=brush]", "4")
+    _drag(page, canvas, (0.40, 0.10), (0.60, 0.10))  # a stroke near the image's top edge
+    expect(page.locator("#viewer")).not_to_have_attribute("data-counts", "")
+    page.wait_for_function(
+        "(n) => JSON.parse(document.querySelector('#viewer').dataset.counts)['7'] > n",
+        arg=original.get(7, 0),
+    )
+    painted = _counts(page)
+    page.select_option("select[name=paint-value]", "0")  # erase part of the stroke
+    _drag(page, canvas, (0.48, 0.10), (0.52, 0.10))
+    page.wait_for_function(
+        "(n) => JSON.parse(document.querySelector('#viewer').dataset.counts)['7'] < n",
+        arg=painted[7],
+    )
+    page.locator("button[data-paint=undo]").click()  # the erase undone
+    page.wait_for_function(
+        "(n) => JSON.parse(document.querySelector('#viewer').dataset.counts)['7'] === n",
+        arg=painted[7],
+    )
+    assert _counts(page) == painted
+    page.locator("button[data-paint=save]").click()
+    expect(page.locator("#viewer")).to_have_attribute("data-saved", re.compile(r"^\d+$"))
+    saved_id = int(page.locator("#viewer").get_attribute("data-saved"))
+    assert saved_id != source["id"]
+    expect(page.locator("#viewer")).to_have_attribute("data-overlay", str(saved_id))
+
+    client = web_server.login(*researcher)
+    try:
+        saved = client.get(f"/api/v1/volumes/{saved_id}").json()
+        data = client.get(saved["download_url"]).content
+        again = client.get(f"/api/v1/volumes/{source['id']}").json()
+    finally:
+        client.close()
+    assert saved["kind"] == "label" and saved["image_id"] == uploaded["image"]["id"]
+    assert saved["labels"] == source["labels"]  # the source's legend goes along
+    assert again["sha256"] == source["sha256"]  # the original label map is untouched
+    path = tmp_path / "saved.nii"
+    path.write_bytes(data)
+    values, counts = np.unique(np.asarray(nib.load(path).dataobj), return_counts=True)
+    in_file = {int(v): int(n) for v, n in zip(values, counts, strict=True) if v != 0}
+    assert in_file == painted
