@@ -352,3 +352,28 @@ def test_bodies_over_the_limit_without_content_length_are_refused(small_limit_se
     small = client.post("/api/v1/volumes", params={"name": "ok.nii.gz"},
                         content=nifti_bytes(ct_array(80)))  # fmt: skip
     assert small.status_code == 201, small.text
+
+
+def test_label_maps_carry_a_legend_and_where_they_were_edited_from(server, researcher):
+    image = upload(researcher, nifti_bytes(ct_array(41)), "legend ct.nii.gz").json()
+    legend = '{"1": "liver", "2": " tumor "}'
+    labels = upload(researcher, nifti_bytes(organ_labels()), "organs.nii.gz",
+                    kind="label", image_id=image["id"], labels=legend)  # fmt: skip
+    assert labels.status_code == 201, labels.text
+    assert labels.json()["labels"] == {"1": "liver", "2": "tumor"}
+    edited = organ_labels(start=7)
+    answer = upload(researcher, nifti_bytes(edited), "organs – edited.nii", kind="label",
+                    image_id=image["id"], derived_from=labels.json()["id"])  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["labels"] == {"1": "liver", "2": "tumor"}  # the source's legend
+    for params, message in [
+        ({"labels": "{liver}"}, "labels must be JSON"),
+        ({"labels": '{"0": "background"}'}, "whole numbers from 1 to 255, got '0'"),
+        ({"labels": '{"1": ""}'}, "the name of label 1 must be text of 1-60 characters"),
+        ({"labels": "[1, 2]"}, "labels must be a JSON object"),
+        ({"derived_from": image["id"]}, f"derived_from must be a label map of image {image['id']}"),
+    ]:
+        check_refused(server, researcher, nifti_bytes(organ_labels(start=3)), "x.nii.gz", 422,
+                      contains=message, kind="label", image_id=image["id"], **params)  # fmt: skip
+    check_refused(server, researcher, nifti_bytes(ct_array(42)), "ct.nii.gz", 422,
+                  contains="only for label maps", labels='{"1": "liver"}')  # fmt: skip
