@@ -58,11 +58,19 @@ function fillValues() {
     });
     choices.append(el("label", { class: "choice" }, box, ` ${value} · ${name}`));
   }
-  const values = organValues(mask.labels, organSelect.value);
-  valuesInput.value = (values.length ? values : [1]).join(", ");
-  maskHelp.textContent = mask.labels
-    ? ""
-    : "This label map has no legend: enter the organ's label values yourself (1 is assumed).";
+  const organ = organSelect.value;
+  const values = organValues(mask.labels, organ);
+  if (!mask.labels) {
+    valuesInput.value = "1";
+    maskHelp.textContent = `This label map has no legend, so 1 is assumed to be the ${organ}: ` +
+      "check the value (or upload the label map with its legend).";
+  } else if (!values.length) {
+    valuesInput.value = "";
+    maskHelp.textContent = `The legend of this label map names no ${organ}: tick its label values, or choose another mask.`;
+  } else {
+    valuesInput.value = values.join(", ");
+    maskHelp.textContent = `The ${organ} is label ${values.join(" and ")} in this mask's legend.`;
+  }
   syncCheckboxes();
 }
 
@@ -92,7 +100,7 @@ imageSelect.addEventListener("change", fillMasks);
 maskSelect.addEventListener("change", fillValues);
 organSelect.addEventListener("change", () => {
   fillTypes();
-  fillValues();
+  fillMasks(); // the mask whose legend names the new organ, and its values
 });
 valuesInput.addEventListener("input", syncCheckboxes);
 
