@@ -190,7 +190,12 @@ class PlacementSpec:
 
 @dataclass(frozen=True)
 class RealisticSpec:
-    """Steps of profile ``realistic`` that the release left out (spec: "Beyond the release").
+    """Steps of profile ``realistic`` that the release left out (spec: "Beyond the release"),
+    and its intensity model: a delivered mean drop (the tumor's mean is that much below the
+    input, whatever its size), an enhancing rim, a fine grain and its own edge blur, each drawn
+    from distributions; the liver's are fitted to real lesions
+    (:data:`~syntumor_core.synthesis.organs.LIVER_REALISTIC` says where each number comes
+    from). Everything stays inside the organ mask, off protected voxels.
 
     Args:
         vessel_threshold_sd: organ voxels brighter than median + k · robust s.d. of the organ's
@@ -203,7 +208,8 @@ class RealisticSpec:
         allow_overlap: whether ellipsoids of one call may overlap.
         max_candidates: candidate placements tried per ellipsoid before the best one is kept.
         mass_effect: strength A of the radial warp (tissue at distance r from the centre moves
-            outward by A · r · (1 − (r/L)²)² for r < L); 0 disables it.
+            outward by A · r · (1 − (r/L)²)² for r < L, fading to zero at the organ's boundary:
+            only organ voxels move); 0 disables it.
         mass_effect_reach: how far the warp reaches, in multiples of the mean semi-axis.
         mass_effect_min_radius_mm: tumors with a smaller mean semi-axis push nothing aside
             (lesions under about 1.5 cm do not visibly displace the parenchyma).

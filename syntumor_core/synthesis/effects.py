@@ -1,4 +1,5 @@
-"""Steps of profile ``realistic``: vessel detection, mass effect and capsule.
+"""Steps of profile ``realistic``: vessel detection, mass effect (inside the organ only),
+enhancing rim and capsule (partial-volume weights).
 
 The paper describes these (used for its Visual Turing Test images) but the release left them
 out because they took about 5 s per tumor. Here each works on a small box around the tumor.

@@ -159,8 +159,10 @@ def synthesize(
         seed: an integer seed (recorded in the manifest).
         organ: ``"liver"``, ``"pancreas"`` or ``"kidney"`` (ignored when ``organ_profile`` given).
         tumor_type: a type of the organ profile, e.g. ``"tiny"`` or ``"mix"``.
-        profile: ``"paper"`` (the released method) or ``"realistic"`` (plus vessel avoidance,
-            collision and margin checks, mass effect, capsule).
+        profile: ``"paper"`` (the released method) or ``"realistic"`` (intensities drawn from
+            distributions fitted to real lesions: delivered contrast, enhancing rim, grain; plus
+            vessel avoidance, collision and margin checks, a mass effect inside the organ).
+            Every profile changes nothing outside ``organ_mask`` and never grows the organ.
         axial_axis: the array axis running inferior–superior.
         organ_profile: a custom profile (see :mod:`syntumor_core.synthesis.organs`).
         vessel_mask: known vessels (profile ``realistic``): a boolean mask of the same shape,
