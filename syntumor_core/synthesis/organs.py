@@ -3,7 +3,10 @@
 The liver profile is the released method of Hu et al. (CVPR 2023) number for number. The
 pancreas and kidney profiles are SynTumor's own choices: the papers give no public parameters,
 so each number below is chosen from the radiology literature and stated with its reasoning.
-Every number can be changed with :func:`dataclasses.replace` on the returned profile.
+Profile ``realistic`` in the liver draws its intensities from :data:`LIVER_REALISTIC`, fitted
+to the real lesions of LiTS case 117; the comment above it gives each fitted number, the
+measurement it comes from and the command that repeats it. Every number can be changed with
+:func:`dataclasses.replace` on the returned profile.
 """
 
 from __future__ import annotations
