@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -28,6 +29,14 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 STATIC_DIR = ROOT / "static"
 NIIVUE_DIST = ROOT / "node_modules" / "@niivue" / "niivue" / "dist"
+# The API docs' browser code, pinned in package-lock.json like NiiVue: /docs and /redoc work
+# without internet (FastAPI's default pages load Swagger UI and ReDoc from a CDN).
+API_DOCS_VENDOR = {"/vendor/swagger-ui": ROOT / "node_modules" / "swagger-ui-dist"}
+REDOC_BUNDLE = ROOT / "node_modules" / "redoc" / "bundles" / "redoc.standalone.js"
+# ReDoc's sidebar footer always shows a logo from its CDN; ours instead, so nothing is asked of
+# another host (the CSP would block it, with an error in the console).
+REDOC_CDN_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+API_DOCS_PAGES = {"/docs": "docs.html", "/redoc": "redoc.html"}
 API_PREFIX = "/api/v1"
 
 
@@ -126,6 +135,37 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(request, 500, "internal error: the server logged the details")
 
 
+def _install_api_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc (ReDoc) from node_modules; no CDN, no inline script."""
+    for prefix, folder in API_DOCS_VENDOR.items():
+        if not folder.is_dir():
+            logger.warning("%s not installed (run `npm ci`): the API docs will not render", folder)
+            return
+        app.mount(prefix, StaticFiles(directory=folder), name=prefix.rsplit("/", 1)[1])
+    app.add_api_route("/vendor/redoc/redoc.standalone.js", _redoc_bundle,
+                      include_in_schema=False, methods=["GET"])  # fmt: skip
+    for path, page in API_DOCS_PAGES.items():
+        app.add_api_route(path, _docs_page(ROOT / "templates" / "api" / page),
+                          include_in_schema=False, methods=["GET"])  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _redoc_bytes() -> bytes:
+    return REDOC_BUNDLE.read_bytes().replace(REDOC_CDN_LOGO, b"/static/favicon.svg")
+
+
+def _redoc_bundle() -> Response:
+    return Response(_redoc_bytes(), media_type="text/javascript",
+                    headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
+
+
+def _docs_page(page: Path):
+    def serve() -> FileResponse:
+        return FileResponse(page, media_type="text/html")
+
+    return serve
+
+
 def create_app(settings: Settings | None = None, *, start_worker: bool | None = None) -> FastAPI:
     """Build the application.
 
@@ -166,6 +206,8 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
         description="Label-free tumor synthesis in CT: volumes, segmentation, synthesis, "
         "reader studies and training jobs.",
         lifespan=lifespan,
+        docs_url=None,  # served from our own copies below
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -182,6 +224,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
         app.mount("/vendor/niivue", StaticFiles(directory=NIIVUE_DIST), name="niivue")
     else:
         logger.warning("NiiVue not installed (run `npm ci`): the viewer pages will not render")
+    _install_api_docs(app)
     for router, prefix in _routers():
         app.include_router(router, prefix=prefix)
 
