@@ -17,6 +17,7 @@ from the proxies in ``SYNTUMOR_TRUSTED_PROXIES``; see :func:`app.main.create_app
 from __future__ import annotations
 
 import hashlib
+import itertools
 import secrets
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
@@ -32,6 +33,8 @@ from app.models import WebSession
 
 COOKIE_NAME = "syntumor_session"
 SESSION_MAX_AGE_S = 14 * 24 * 3600
+VISITOR_MAX_AGE_S = 24 * 3600  # a session holding only a CSRF token (a login form shown)
+PURGE_EVERY = 500  # new sessions between two purges of expired ones
 SESSIONLESS_PREFIXES = ("/static/", "/vendor/", "/healthz", "/favicon.ico")
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -122,9 +125,19 @@ def _save(factory, session: ServerSession) -> str | None:
         token = secrets.token_urlsafe(32)
         now = datetime.now(UTC)
         db.add(WebSession(id=token_digest(token), user_id=data.get("user_id"), data=data,
-                          created_at=now, expires_at=now + timedelta(seconds=SESSION_MAX_AGE_S)))  # fmt: skip
+                          created_at=now, expires_at=now + timedelta(seconds=max_age(data))))  # fmt: skip
+        if next(_created) % PURGE_EVERY == 0:
+            purge_expired(db)
         db.commit()
         return token
+
+
+_created = itertools.count(1)
+
+
+def max_age(data: dict[str, Any]) -> int:
+    """How long a session lives: a visitor's (CSRF token only) a day, others 14 days."""
+    return SESSION_MAX_AGE_S if set(data) - {"csrf"} else VISITOR_MAX_AGE_S
 
 
 def _cookie(value: str, *, max_age: int, secure: bool) -> str:
@@ -178,9 +191,11 @@ class ServerSessionMiddleware:
             if token and session.key is None:  # a stale cookie: forget it
                 return _cookie("", max_age=0, secure=secure)
             return None
+        if session.key is not None and max_age(session.loaded) < max_age(dict(session)):
+            session.renew = True  # a visitor became someone: a new token, the longer life
         new_token = await anyio.to_thread.run_sync(_save, factory, session)
         if new_token:
-            return _cookie(new_token, max_age=SESSION_MAX_AGE_S, secure=secure)
+            return _cookie(new_token, max_age=max_age(dict(session)), secure=secure)
         if not dict(session) and token:
             return _cookie("", max_age=0, secure=secure)
         return None

@@ -239,3 +239,19 @@ def test_the_cookie_is_secure_behind_a_trusted_https_proxy(server):
     cookie = proxied.headers["set-cookie"]
     assert "; Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert proxied.headers["strict-transport-security"] == "max-age=31536000"
+
+
+def test_a_visitors_session_lives_a_day_and_a_signed_in_one_fourteen(server):
+    name, password = server.create_user()
+    with server.client() as client:
+        form = client.get("/login")
+        assert "Max-Age=86400;" in form.headers["set-cookie"]
+        visitor = _cookie(client)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+        signed_in = client.post("/login", data={"username": name, "password": password,
+                                                "csrf_token": csrf}, follow_redirects=False)  # fmt: skip
+        assert signed_in.status_code == 303
+        assert f"Max-Age={14 * 24 * 3600};" in signed_in.headers["set-cookie"]
+        assert _cookie(client) != visitor  # a new token at login: no session fixation
+    with closing(_with_cookie(server, visitor)) as planted:
+        assert_error(planted.get("/api/v1/auth/me"), 401)
