@@ -272,3 +272,20 @@ def test_a_study_cannot_be_built_from_someone_elses_volumes(other, image):
                       "healthy": [{"image_id": image["id"]}]}]}  # fmt: skip
     for url in ("/api/v1/studies/checks", "/api/v1/studies"):
         assert_error(other.post(url, json=spec), 404, f"volume {image['id']} not found")
+
+
+# --- 9. partial uploads cleaned at start-up --------------------------------------------------
+
+
+def test_a_restarted_server_removes_partial_uploads(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    leftovers = [tmp / "upload-999999999-crashed.upload", tmp / "upload-old.upload"]
+    for path in leftovers:
+        path.write_bytes(b"half an upload")
+    live = LiveServer(tmp_path, env={"SYNTUMOR_EMBEDDED_WORKER": "false"}).start()
+    try:
+        assert list(tmp.iterdir()) == []
+        assert "removed 2 partial upload(s) left in tmp/ by an earlier run" in live.log_tail()
+    finally:
+        live.close()
