@@ -180,6 +180,19 @@ def synthesize(
     seed: Annotated[
         int | None, typer.Option(help="Random seed (drawn and recorded when omitted).")
     ] = None,
+    at: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A tumor centred at voxel I,J,K of the image (repeat for several tumors); "
+            "refused outside the organ or too near its edge for the size."
+        ),
+    ] = None,
+    radius_mm: Annotated[
+        float | None, typer.Option(help="Every tumor's semi-axes in mm (default: drawn).")
+    ] = None,
+    drop_hu: Annotated[
+        float | None, typer.Option(help="The tumor's HU drop (default: drawn).")
+    ] = None,
 ) -> None:
     """Synthesize tumors into a CT inside an organ mask, or replay a manifest bit for bit."""
     from syntumor_core import synthesis
@@ -192,6 +205,7 @@ def synthesize(
         labels = mask_label or source.get("mask_labels") or [1]
         protected = protect_label or source.get("protect_labels") or []
         organ_mask, protect = _organ_mask(mask, list(labels), ct, list(protected))
+        centers = [_parse_triple(text, "at", int) for text in at] if at else None
         with progress_bar("synthesis") as progress:
             if recorded is not None:
                 result = synthesis.replay(recorded, ct.array, organ_mask, protect=protect)
@@ -206,6 +220,9 @@ def synthesize(
                     profile=profile,
                     axial_axis=ct.axial_axis,
                     protect=protect,
+                    centers=centers,
+                    radius_mm=radius_mm,
+                    drop_hu=drop_hu,
                 )
             progress(0.8)
             save_nifti(Volume(result.image, ct.affine), out_image)
@@ -220,6 +237,8 @@ def synthesize(
                 }
                 if protected:
                     record["source"]["protect_labels"] = list(protected)
+                if centers:
+                    record["source"]["centers"] = [list(c) for c in centers]
                 synthesis.save_manifest(record, manifest)
     params = result.params
     tumor_ml = (

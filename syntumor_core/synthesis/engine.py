@@ -147,6 +147,9 @@ def synthesize(
     vessel_mask: np.ndarray | None = None,
     protect: np.ndarray | None = None,
     min_fragment_voxels: int | None = None,
+    centers=None,
+    radius_mm: float | None = None,
+    drop_hu: float | None = None,
     out: np.ndarray | None = None,
 ) -> Synthesis:
     """Synthesize tumors into ``image`` inside ``organ_mask``.
@@ -177,6 +180,14 @@ def synthesize(
             organ (or vessels, protected voxels) clip a tumor, are removed from image and
             label. ``None``: 8 for ``realistic`` (its spec's ``min_fragment_voxels``), 0 for
             ``paper`` (the published behaviour keeps them).
+        centers: put one tumor at each of these (i, j, k) voxel indices of ``image`` instead
+            of the type's drawn count and places (its lesion group drawn among the type's). A
+            point outside the organ, on protected voxels, or closer to the organ's edge than
+            0.8 of the tumor's largest semi-axis is refused (:class:`MaskError`). The centres
+            are recorded in the manifest's ellipsoids.
+        radius_mm: every tumor's semi-axes in mm (default: drawn from the type's range).
+        drop_hu: the tumor's HU drop (``difference_hu`` of the blend) instead of the drawn
+            one (``realistic``: the delivered drop over the tumor).
         checksums: record sha256 checksums of the inputs in the manifest (computed when the
             manifest is first read, about 0.1 s for a 512×512×100 volume); with False the
             manifest holds none and replays cannot verify their inputs.
@@ -199,6 +210,7 @@ def synthesize(
         2
     """
     check_profile_name(profile)
+    _check_overrides(radius_mm, drop_hu)
     generator, seed = _generator(rng, seed)
     organ_profile = organ_profile or get_organ_profile(organ)
     image, geometry, output = _prepare(image, organ_mask, spacing, axial_axis, out)
@@ -226,6 +238,9 @@ def synthesize(
             rng=generator,
             vessels=vessels,
             min_fragment_voxels=min_fragment_voxels,
+            centers=centers,
+            radius_mm=radius_mm,
+            drop_hu=drop_hu,
         )
         result = render_synthesis(
             image, geometry, params, organ_profile, vessels=vessels, output=output
@@ -250,6 +265,25 @@ def synthesize(
 
     inputs = (image, geometry.mask, known, protected) if checksums else ()
     return Synthesis(result, build_record, inputs)
+
+
+RADIUS_RANGE_MM = (1.0, 60.0)
+DROP_RANGE_HU = (-200.0, 300.0)  # negative: brighter than the organ (e.g. hyperdense lesions)
+
+
+def _check_overrides(radius_mm, drop_hu) -> None:
+    for name, value, (low, high), unit in (
+        ("radius_mm", radius_mm, RADIUS_RANGE_MM, "mm"),
+        ("drop_hu", drop_hu, DROP_RANGE_HU, "HU"),
+    ):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+            raise ParameterError(
+                f"`{name}` must be a number in [{low:g}, {high:g}] {unit}, got {value!r}"
+            )
+        if not low <= value <= high:
+            raise ParameterError(f"`{name}` must be in [{low:g}, {high:g}] {unit}, got {value:g}")
 
 
 def _known_vessels(vessel_mask, shape) -> np.ndarray | None:

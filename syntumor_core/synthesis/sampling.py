@@ -6,6 +6,7 @@ import dataclasses
 import logging
 
 import numpy as np
+from scipy import ndimage
 
 from syntumor_core.errors import MaskError, OrganTooSmallError
 from syntumor_core.synthesis.config import LesionGroup, OrganProfile, TumorType
@@ -32,21 +33,70 @@ def check_room(geometry: OrganGeometry | None, tumor: TumorType, organ: str) -> 
     return geometry
 
 
-def _draw_ellipsoid(group: LesionGroup, geometry, profile, rng, what: str) -> EllipsoidParams:
+def _draw_ellipsoid(
+    group: LesionGroup, geometry, profile, rng, what: str, *, centre=None, radius_mm=None
+) -> EllipsoidParams:
+    """One ellipsoid of ``group``: drawn semi-axes (or all ``radius_mm``), a drawn centre (or
+    the given ``centre``, checked by :func:`check_centre`) and drawn deformations."""
     low, high = group.semi_axis_range_mm
     semi_axes = tuple(
         int(v) for v in rng.integers(max(1, low), max(1, high), size=3, endpoint=True)
     )
+    if radius_mm is not None:
+        semi_axes = (max(1, round(radius_mm)),) * 3
     sigma = group.sigma.draw(rng)
-    centre = sample_centre(geometry, profile.placement, rng=rng, what=what)
+    requested = None
+    if centre is None:
+        centre = sample_centre(geometry, profile.placement, rng=rng, what=what)
+    else:
+        requested = centre = check_centre(geometry, centre, semi_axes, what, profile.organ)
     displacements = rng.normal(0.0, sigma, size=(3, 2, 3, 3))
-    return EllipsoidParams(
+    ellipsoid = EllipsoidParams(
         group=group.name,
         semi_axes_mm=semi_axes,  # type: ignore[arg-type]
         centre=centre,
         sigma_mm=sigma,
         displacements_mm=tuple(float(v) for v in displacements.ravel()),
     )
+    if requested is None:
+        return ellipsoid
+    # The deformed shape's mass is not centred on its grid point: shift the grid point so that
+    # the tumor's centre lands on the requested voxel.
+    shape = placed_shape(ellipsoid, geometry.spacing)
+    mass = np.array(ndimage.center_of_mass(shape.mask)) + shape.offset
+    shift = np.rint(mass - np.array(requested)).astype(int)
+    return dataclasses.replace(
+        ellipsoid, centre=tuple(int(c - d) for c, d in zip(centre, shift, strict=True))
+    )
+
+
+def check_centre(geometry: OrganGeometry, centre, semi_axes_mm, what: str, organ: str):
+    """A requested tumor centre (voxel indices of the input), refused with a message when it
+    lies outside the organ (or on protected voxels) or closer to the organ's edge than 0.8 of
+    the tumor's largest semi-axis (so that the organ hardly clips it and the tumor's centre
+    stays where it was asked for)."""
+    point = tuple(int(v) for v in centre)
+    shape = geometry.mask.shape
+    if len(point) != 3 or any(not 0 <= v < n for v, n in zip(point, shape, strict=True)):
+        raise MaskError(f"the point {point} for {what} lies outside the image of shape {shape}")
+    inside = geometry.domain_in(tuple(slice(v, v + 1) for v in point))
+    if not inside.any():
+        raise MaskError(
+            f"the point {point} for {what} is not inside the {organ} mask (or is protected): "
+            f"choose a point in the {organ}"
+        )
+    depth = 0.8 * max(semi_axes_mm)
+    reach = [int(np.ceil(depth / s)) for s in geometry.spacing]
+    box = tuple(slice(v - r, v + r + 1) for v, r in zip(point, reach, strict=True))
+    offsets = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
+    ball = sum((o * s) ** 2 for o, s in zip(offsets, geometry.spacing, strict=True)) <= depth**2
+    if not geometry.domain_in(box)[ball].all():
+        raise MaskError(
+            f"the point {point} for {what} is too close to the {organ}'s edge: a tumor with "
+            f"semi-axes {tuple(semi_axes_mm)} mm needs {depth:.1f} mm of {organ} around its "
+            "centre; choose a point deeper inside or a smaller tumor"
+        )
+    return point
 
 
 def placed_shape(ellipsoid: EllipsoidParams, spacing) -> Shape:
@@ -144,15 +194,26 @@ def sample_synthesis(
     rng: np.random.Generator,
     vessels: VesselDetector | None = None,
     min_fragment_voxels: int | None = None,
+    centers=None,
+    radius_mm: float | None = None,
+    drop_hu: float | None = None,
 ) -> SynthesisParams:
     """Draw every random number of one call, in a fixed order, from ``rng``.
 
     ``vessels`` (profile ``realistic``) is fitted here when not given.
     ``min_fragment_voxels``: tumor parts smaller than this are removed (``None``: the
     ``realistic`` spec's value, or 0 for ``paper``, the published behaviour).
+    ``centers``: one tumor at each of these voxel indices instead of the type's drawn count
+    and places (its lesion group drawn among the type's); ``radius_mm``: every tumor's
+    semi-axes; ``drop_hu``: the HU drop instead of the drawn one. Without them the draws are
+    exactly those of the published method.
     """
     tumor = profile.tumor_type(tumor_type)
     geometry = check_room(geometry, tumor, profile.organ)
+    if centers is not None:
+        ellipsoids = _ellipsoids_at(centers, tumor, geometry, profile, rng, radius_mm)
+        return _finish(ellipsoids, tumor, tumor_type, geometry, profile, realistic, rng,
+                       min_fragment_voxels, drop_hu)  # fmt: skip
     checker = _RealisticChecker(image, geometry, profile, vessels) if realistic else None
     ellipsoids = []
     for group in tumor.groups:
@@ -176,6 +237,26 @@ def sample_synthesis(
                 )
             checker.accept(best)  # type: ignore[arg-type]
             ellipsoids.append(best)
+    return _finish(ellipsoids, tumor, tumor_type, geometry, profile, realistic, rng,
+                   min_fragment_voxels, drop_hu)  # fmt: skip
+
+
+def _ellipsoids_at(centers, tumor: TumorType, geometry, profile, rng, radius_mm) -> list:
+    if not 1 <= len(centers) <= 50:
+        raise MaskError(f"give 1 to 50 tumor centres, got {len(centers)}")
+    ellipsoids = []
+    for index, centre in enumerate(centers):
+        groups = tumor.groups
+        group = groups[0] if len(groups) == 1 else groups[int(rng.integers(len(groups)))]
+        what = f"tumor {index + 1} ({tumor.name}, {group.name})"
+        ellipsoids.append(_draw_ellipsoid(group, geometry, profile, rng, what,
+                                          centre=centre, radius_mm=radius_mm))  # fmt: skip
+    return ellipsoids
+
+
+def _finish(ellipsoids, tumor, tumor_type, geometry, profile, realistic, rng,
+            min_fragment_voxels, drop_hu) -> SynthesisParams:  # fmt: skip
+    """The texture and blend draws after the ellipsoids, and the parameter record."""
     appearance = tumor.appearance
     texture = sample_texture(profile.texture, rng=rng)
     blend = BlendParams(
@@ -187,6 +268,8 @@ def sample_synthesis(
     if realistic:
         # Drawn after everything the published method draws, so that ``paper`` is unchanged.
         blend = _realistic_blend(blend, appearance, profile.realistic, rng)
+    if drop_hu is not None:
+        blend = dataclasses.replace(blend, difference_hu=float(drop_hu))
     if min_fragment_voxels is None:
         min_fragment_voxels = profile.realistic.min_fragment_voxels if realistic else 0
     return SynthesisParams(

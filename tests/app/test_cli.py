@@ -200,3 +200,42 @@ def test_unreadable_file_from_the_real_console_script(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error:") and "broken.nii.gz" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_synthesize_at_points_puts_one_tumor_at_each(phantom_files, tmp_path):
+    from scipy import ndimage
+
+    image, labels = phantom_files
+    liver = load_label_nifti(labels).array == 1
+    depth = ndimage.distance_transform_edt(liver, sampling=(4.0, 4.0, 4.0))
+    deep = np.argwhere(depth >= 12)
+    first = deep[0]
+    second = next(p for p in deep if np.linalg.norm((p - first) * 4.0) > 40)
+    out, label, manifest = tmp_path / "out.nii.gz", tmp_path / "label.nii.gz", tmp_path / "m.json"
+    points = [",".join(str(int(v)) for v in p) for p in (first, second)]
+    result = runner.invoke(
+        app,
+        ["synthesize", "--image", str(image), "--mask", str(labels), "--mask-label", "1",
+         "--type", "small", "--seed", "2", "--at", points[0], "--at", points[1],
+         "--radius-mm", "8", "--out-image", str(out), "--out-label", str(label),
+         "--manifest", str(manifest)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tumors = load_label_nifti(label).array == 2
+    components, count = ndimage.label(tumors, structure=np.ones((3, 3, 3)))
+    assert count == 2
+    centres = ndimage.center_of_mass(tumors, components, [1, 2])
+    for point in (first, second):
+        assert min(np.linalg.norm((np.array(c) - point) * 4.0) for c in centres) <= 4.0 * 3**0.5
+    assert json.loads(manifest.read_text())["source"]["centers"] == [list(map(int, first)),
+                                                                    list(map(int, second))]  # fmt: skip
+    again = tmp_path / "again.nii.gz"
+    result = runner.invoke(app, ["synthesize", "--replay", str(manifest), "--image", str(image),
+                                 "--mask", str(labels), "--out-image", str(again)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(load_nifti(again).array, load_nifti(out).array)
+    outside = ",".join(str(int(v)) for v in np.argwhere(~liver)[0])
+    result = runner.invoke(app, ["synthesize", "--image", str(image), "--mask", str(labels),
+                                 "--at", outside, "--out-image", str(tmp_path / "x.nii.gz")])  # fmt: skip
+    assert result.exit_code == 2
+    assert "is not inside the liver mask" in result.output
