@@ -6,8 +6,11 @@ job, whose progress is at ``/api/v1/jobs/{id}`` and ``…/events``.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +29,7 @@ from app.api.common import (
 from app.model_registry import list_models as registry_models
 from app.model_registry import resolve_model
 from app.models import Job, Role, Segmentation, Synthesis, User, Volume
+from app.services import playground
 from app.services import volumes as volume_service
 from syntumor_core.errors import SynTumorError
 from syntumor_core.postprocess import DEFAULT_MIN_LESION_MM3
@@ -68,6 +72,9 @@ class SegmentationBody(BaseModel):
     lesion_filter: LesionFilterBody = Field(default_factory=LesionFilterBody)
 
 
+VoxelIndex = Annotated[int, Field(ge=0, le=100_000)]
+
+
 class SynthesisBody(BaseModel):
     image_id: Id
     mask_id: Id
@@ -82,6 +89,24 @@ class SynthesisBody(BaseModel):
         description="Label values in the mask never to overlap, move or change (e.g. the "
         "scan's real lesions or vessels).",
     )
+    centers: list[tuple[VoxelIndex, VoxelIndex, VoxelIndex]] | None = Field(
+        None,
+        min_length=1,
+        max_length=20,
+        description="One tumor centred at each of these voxel indices (i, j, k) of the image, "
+        "instead of drawn places; refused when outside the organ or too near its edge.",
+    )
+    radius_mm: float | None = Field(
+        None, ge=1.0, le=60.0, description="Every tumor's semi-axes in mm (default: drawn)."
+    )
+    drop_hu: float | None = Field(
+        None, ge=-200.0, le=300.0, description="The tumor's HU drop (default: drawn)."
+    )
+
+    def placement(self) -> dict:
+        """The placement options given (kept with the job's parameters)."""
+        chosen = {"centers": self.centers, "radius_mm": self.radius_mm, "drop_hu": self.drop_hu}
+        return {key: value for key, value in chosen.items() if value is not None}
 
 
 KIND_NOUNS = {"image": "an image", "label": "a label map"}
@@ -141,6 +166,7 @@ def synthesis_json(row: Synthesis) -> dict:
         "profile": row.profile,
         "seed": row.seed,
         "protect_labels": list((row.job.params or {}).get("protect_labels", [])) if row.job else [],
+        "centers": (row.job.params or {}).get("centers") if row.job else None,
         "out_image_id": row.out_image_id,
         "out_label_id": row.out_label_id,
         "job": job_json(row.job),
@@ -254,13 +280,8 @@ def download_dicom_seg(
     )
 
 
-@router.post("/syntheses", status_code=202)
-def create_synthesis(
-    body: SynthesisBody,
-    user: User = Depends(auth.require_researcher),
-    db: Session = Depends(auth.get_db),
-) -> dict:
-    """Queue a tumor synthesis into a stored image inside a stored organ mask."""
+def _synthesis_inputs(db: Session, body: SynthesisBody, user: User) -> tuple[Volume, Volume]:
+    """The image and mask of a synthesis request, checked (404/422 naming the problem)."""
     image = _image(db, body.image_id, "image", user)
     mask = _image(db, body.mask_id, "label", user)
     if list(mask.shape) != list(image.shape):
@@ -272,6 +293,69 @@ def create_synthesis(
         raise HTTPException(
             422, f"tumor type {body.tumor_type!r} is not one of {body.organ}'s: {types}"
         )
+    if set(body.protect_labels) & set(body.mask_labels):
+        raise HTTPException(422, "a label cannot be both organ (mask_labels) and protected")
+    outside = [
+        c
+        for c in body.centers or []
+        if not all(0 <= v < n for v, n in zip(c, image.shape, strict=True))
+    ]
+    if outside:
+        raise HTTPException(
+            422, f"centre {list(outside[0])} is no voxel of the image of shape {image.shape}"
+        )
+    return image, mask
+
+
+@router.post(
+    "/syntheses/preview",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}},
+              "description": "The crop around the centres with its tumors: uncompressed NIfTI "
+              "(int16 HU) on the image's grid (its affine places it in the image)."},
+        404: {"description": "Image or mask not found."},
+        422: {"description": "Bad request, or a centre the engine refuses (the detail says why)."},
+    },
+)  # fmt: skip
+async def preview_synthesis(
+    body: SynthesisBody,
+    request: Request,
+    user: User = Depends(auth.require_researcher),
+    db: Session = Depends(auth.get_db),
+) -> Response:
+    """Synthesize tumors at ``centers`` into a crop of the image, for the playground's preview
+    (a bounded box around the centres: well under a second). Stores nothing."""
+    if not body.centers:
+        raise HTTPException(422, "a preview needs `centers`: where the tumors go")
+    image, mask = _synthesis_inputs(db, body, user)
+    wanted = playground.PreviewRequest(
+        organ=body.organ, tumor_type=body.tumor_type, profile=body.profile, seed=body.seed,
+        mask_labels=tuple(body.mask_labels), protect_labels=tuple(body.protect_labels),
+        centers=tuple(tuple(c) for c in body.centers), radius_mm=body.radius_mm,
+        drop_hu=body.drop_hu,
+    )  # fmt: skip
+    paths = (image.path, mask.path)
+    db.close()  # hand the connection back during the work
+    try:
+        data = await asyncio.to_thread(
+            playground.preview, request.app.state.storage, *paths, wanted
+        )
+    except SynTumorError as error:
+        raise HTTPException(422, str(error)) from None
+    return Response(
+        data, media_type="application/octet-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.post("/syntheses", status_code=202)
+def create_synthesis(
+    body: SynthesisBody,
+    user: User = Depends(auth.require_researcher),
+    db: Session = Depends(auth.get_db),
+) -> dict:
+    """Queue a tumor synthesis into a stored image inside a stored organ mask."""
+    image, mask = _synthesis_inputs(db, body, user)
     row = Synthesis(
         image_id=image.id,
         mask_id=mask.id,
@@ -282,11 +366,11 @@ def create_synthesis(
         seed=body.seed,
         owner_id=user.id,
     )
-    if set(body.protect_labels) & set(body.mask_labels):
-        raise HTTPException(422, "a label cannot be both organ (mask_labels) and protected")
     row = _queue(db, "synthesize", row, "synthesis_id")
-    if body.protect_labels:  # kept with the job's parameters (the row has no column for it)
-        row.job.params = {**row.job.params, "protect_labels": list(body.protect_labels)}
+    extra = {"protect_labels": list(body.protect_labels)} if body.protect_labels else {}
+    extra.update(body.placement())
+    if extra:  # kept with the job's parameters (the row has no columns for them)
+        row.job.params = {**row.job.params, **extra}
         db.commit()
     return synthesis_json(row)
 

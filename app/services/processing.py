@@ -232,6 +232,9 @@ def run_synthesis(context: JobContext) -> dict[str, Any]:
             profile=spec["profile"],
             axial_axis=image.axial_axis,
             protect=protect,
+            centers=context.params.get("centers"),
+            radius_mm=context.params.get("radius_mm"),
+            drop_hu=context.params.get("drop_hu"),
         )
     except SynTumorError as error:
         raise JobFailed(str(error)) from None
