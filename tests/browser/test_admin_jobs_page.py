@@ -59,15 +59,16 @@ def test_curves_update_live_and_stop_cancels(admin_page, web_server):
     page.wait_for_url("**/admin/jobs/*")
     job_id = int(page.url.rstrip("/").rsplit("/", 1)[-1])
 
-    page.wait_for_function("Number(document.getElementById('loss-chart').dataset.points) >= 2",
+    # Predicates as functions: evaluated once, so the pages' CSP (no 'unsafe-eval') allows them.
+    page.wait_for_function("() => Number(document.getElementById('loss-chart').dataset.points) >= 2",
                            timeout=600_000)  # fmt: skip
     before_points, before_pixels = _points(page, "loss-chart"), _pixels(page, "loss-chart")
     page.wait_for_function(
-        f"Number(document.getElementById('loss-chart').dataset.points) >= {before_points + 2}",
+        f"() => Number(document.getElementById('loss-chart').dataset.points) >= {before_points + 2}",
         timeout=180_000,
     )
     assert _pixels(page, "loss-chart") != before_pixels
-    page.wait_for_function("Number(document.getElementById('dice-chart').dataset.points) >= 2",
+    page.wait_for_function("() => Number(document.getElementById('dice-chart').dataset.points) >= 2",
                            timeout=300_000)  # fmt: skip
     assert "step " in page.inner_text("#job-message") or "validation" in page.inner_text(
         "#job-message"
