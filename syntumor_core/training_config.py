@@ -30,6 +30,7 @@ from syntumor_core.errors import ParameterError
 from syntumor_core.models import ARCHITECTURES
 from syntumor_core.synthesis.config import check_profile_name
 from syntumor_core.synthesis.organs import get_organ_profile
+from syntumor_core.volume import check_resampled_size
 
 BEST_CHECKPOINT = "model.pt"
 FINAL_CHECKPOINT = "model_final.pt"
@@ -176,6 +177,9 @@ class TrainingConfig:
         fix("window_hu", tuple(float(v) for v in self.window_hu))
         self._check_source()
         self._check_ranges()
+        if self.phantoms:  # a phantom's grid at the training spacing must fit the budget
+            check_resampled_size(self.phantom_shape, self.phantom_spacing, self.spacing_mm,
+                                 name="a phantom")  # fmt: skip
         _check_arch(self.arch)
         get_organ_profile(self.syn_organ)
         check_profile_name(self.syn_profile)

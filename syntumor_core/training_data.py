@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai import transforms as mt
@@ -41,6 +42,7 @@ from syntumor_core.phantom import LABELS, make_phantom
 from syntumor_core.synthesis import TUMOR_LABEL, get_organ_profile, synthesize
 from syntumor_core.training_config import PHANTOM_ORGAN_LABELS, TrainingConfig
 from syntumor_core.transforms import RandTumorSynthesisd
+from syntumor_core.volume import check_resampled_size
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +199,20 @@ def _decathlon_entries(config: TrainingConfig, key: str) -> list[dict]:
                 raise ParameterError(
                     f"data list {data_file}: {key}[{index}] file {path} does not exist"
                 )
+        _check_grid(paths["image"], config.spacing_mm)
         cases.append({**{k: str(v) for k, v in paths.items()}, "name": Path(entry["image"]).name})
     return cases
+
+
+def _check_grid(image: Path, spacing_mm) -> None:
+    """Refuse an image whose grid at the training spacing would not fit the memory budget
+    (read from its header: nothing is loaded)."""
+    try:
+        header = nib.load(image).header
+        shape, spacing = header.get_data_shape()[:3], header.get_zooms()[:3]
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as error:
+        raise VolumeError(f"{image}: cannot read the NIfTI header ({error})") from None
+    check_resampled_size(shape, spacing, spacing_mm, name=str(image))
 
 
 @dataclass

@@ -126,3 +126,28 @@ def test_a_training_run_whose_grid_is_over_the_budget_is_refused(server):
                  "(2.0, 2.0, 2.5) mm resampled to the 0.1 mm grid would be (1280, 1280, 1600) "
                  "= 2,621,440,000 voxels (9.8 GiB as float32), over the budget of 268,435,456 "
                  "voxels")  # fmt: skip
+
+
+def test_the_train_cli_refuses_grids_over_the_budget(tmp_path):
+    import json
+
+    from app.cli_training import register as register_train
+
+    register_train(cli)
+    phantoms = runner.invoke(cli, ["train", "--out", str(tmp_path / "run"), "--phantoms", "2",
+                                   "--phantom-spacing", "20", "--spacing", "1"])  # fmt: skip
+    assert phantoms.exit_code == 2, phantoms.output
+    assert phantoms.output.strip() == (
+        "error: a phantom: shape (192, 160, 120) at (20.0, 20.0, 20.0) mm resampled to the 1 mm "
+        "grid would be (3840, 3200, 2400) = 29,491,200,000 voxels (109.9 GiB as float32), over "
+        "the budget of 268,435,456 voxels"
+    )
+    image = _nifti(tmp_path / "big.nii.gz", ct_array(1, (64, 64, 64)).astype(np.int16))
+    label = _nifti(tmp_path / "big_label.nii.gz", np.zeros((64, 64, 64), np.uint8))
+    listing = tmp_path / "data.json"
+    pairs = [{"image": image.name, "label": label.name}]
+    listing.write_text(json.dumps({"training": pairs, "validation": pairs}))
+    files = runner.invoke(cli, ["train", "--out", str(tmp_path / "run2"), "--data", str(listing),
+                                "--epochs", "2", "--warmup-epochs", "0"])  # fmt: skip
+    assert files.exit_code == 2, files.output
+    assert files.output.strip() == f"error: {image}: {BIG}"
