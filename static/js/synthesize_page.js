@@ -2,7 +2,7 @@
 // tumor types; submitting queues the job and opens the synthesis page, which follows it.
 
 import { API, postJSON } from "./api.js";
-import { el, pageData, showError } from "./ui.js";
+import { el, organValues, pageData, showError } from "./ui.js";
 
 const data = pageData();
 const form = document.getElementById("synthesize-form");
@@ -18,17 +18,6 @@ const errorBox = document.getElementById("synth-error");
 
 const currentMask = () => data.label_maps.find((label) => String(label.id) === maskSelect.value) || null;
 
-/** The legend values whose name matches the organ (kidney: every kidney label). */
-export function organValues(labels, organ) {
-  if (!labels) return [];
-  return Object.entries(labels)
-    .filter(([, name]) => {
-      const lower = String(name).toLowerCase();
-      return lower === organ || lower.startsWith(`${organ}_`) || lower.startsWith(`${organ} `);
-    })
-    .map(([value]) => Number(value))
-    .sort((a, b) => a - b);
-}
 
 function parseValues(text) {
   return text

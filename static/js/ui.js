@@ -133,3 +133,15 @@ export function segmentationDownloads(segmentation) {
     ["DICOM-SEG", d.dicom_seg],
   ];
 }
+
+/** The legend values whose name matches the organ (kidney: every kidney label). */
+export function organValues(labels, organ) {
+  if (!labels) return [];
+  return Object.entries(labels)
+    .filter(([, name]) => {
+      const lower = String(name).toLowerCase();
+      return lower === organ || lower.startsWith(`${organ}_`) || lower.startsWith(`${organ} `);
+    })
+    .map(([value]) => Number(value))
+    .sort((a, b) => a - b);
+}

@@ -408,6 +408,53 @@ export class CtViewer {
     return best;
   }
 
+  /** The image voxel (i, j, k) under the crosshair, or null. */
+  crosshairVoxel() {
+    if (!this.nv.volumes.length) return null;
+    return Array.from(this.nv.frac2vox(this.nv.scene.crosshairPos, 0), Math.round);
+  }
+
+  /**
+   * Show a NIfTI crop (bytes on the image's grid, e.g. a synthesis preview) in place: its
+   * voxels replace the image's there (the originals are kept and put back by clearPreview).
+   * Written into the image itself rather than laid over it, so no edge of the crop shows.
+   */
+  async showPreview(buffer) {
+    const crop = await NVImage.loadFromUrl({ url: "preview.nii", name: "preview.nii", buffer });
+    this.clearPreview();
+    const back = this.nv.volumes[0];
+    const { dims } = back.hdr;
+    const start = voxelOffset(back.hdr.affine, crop.hdr.affine);
+    const [nx, ny, nz] = crop.hdr.dims.slice(1, 4);
+    const slope = back.hdr.scl_slope || 1;
+    const inter = back.hdr.scl_inter || 0;
+    const cropSlope = crop.hdr.scl_slope || 1;
+    const cropInter = crop.hdr.scl_inter || 0;
+    const saved = [];
+    for (let k = 0; k < nz; k++) {
+      for (let j = 0; j < ny; j++) {
+        for (let i = 0; i < nx; i++) {
+          const [x, y, z] = [start[0] + i, start[1] + j, start[2] + k];
+          if (x < 0 || y < 0 || z < 0 || x >= dims[1] || y >= dims[2] || z >= dims[3]) continue;
+          const index = x + dims[1] * (y + dims[2] * z);
+          const hu = crop.img[i + nx * (j + ny * k)] * cropSlope + cropInter;
+          saved.push([index, back.img[index]]);
+          back.img[index] = (hu - inter) / slope;
+        }
+      }
+    }
+    this.preview = saved;
+    this.nv.updateGLVolume();
+  }
+
+  clearPreview() {
+    if (!this.preview) return;
+    const back = this.nv.volumes[0];
+    for (const [index, value] of this.preview) back.img[index] = value;
+    this.preview = null;
+    this.nv.updateGLVolume();
+  }
+
   /** Move the crosshair to a world position in mm (e.g. a lesion centroid). */
   centerOnMM(mm) {
     if (!this.nv.volumes.length) return;
@@ -506,6 +553,25 @@ export class CtViewer {
     const info = this.valuesAt(location.mm);
     if (info) this.onHover(info);
   }
+}
+
+/** Index offset of grid ``cropAffine``'s voxel 0 in grid ``affine`` (same axes and spacing). */
+function voxelOffset(affine, cropAffine) {
+  const origin = [0, 1, 2].map((row) => cropAffine[row][3] - affine[row][3]);
+  const m = [0, 1, 2].map((row) => [0, 1, 2].map((col) => affine[row][col]));
+  const det =
+    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
+    m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+    m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+  const solve = (col) => {
+    const replaced = m.map((row, r) => row.map((value, c) => (c === col ? origin[r] : value)));
+    const d =
+      replaced[0][0] * (replaced[1][1] * replaced[2][2] - replaced[1][2] * replaced[2][1]) -
+      replaced[0][1] * (replaced[1][0] * replaced[2][2] - replaced[1][2] * replaced[2][0]) +
+      replaced[0][2] * (replaced[1][0] * replaced[2][1] - replaced[1][1] * replaced[2][0]);
+    return Math.round(d / det);
+  };
+  return [solve(0), solve(1), solve(2)];
 }
 
 /** "−35 HU · liver · (12.5, −40.0, 88.0) mm" for a hover readout. */

@@ -3,6 +3,7 @@
 import { API, getJSON, postJSON } from "./api.js";
 import { presentSegmentation } from "./segmentation_result.js";
 import { el, pageData, showError } from "./ui.js";
+import { startPlayground } from "./playground.js";
 import { ViewerPanel } from "./viewer_panel.js";
 
 const data = pageData();
@@ -96,3 +97,7 @@ button.disabled = true;
 loadModels();
 await panel.loadImages([volume]);
 if (data.overlay) await panel.showOverlay(data.overlay);
+startPlayground(panel, volume).catch((error) => {
+  const status = document.getElementById("pg-status");
+  if (status) status.textContent = `The playground could not start: ${error.message}`;
+});
