@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 COMMAND_NAMES = ("segment", "evaluate")
 DEFAULT_DATA_DIR = Path("var")
 DEFAULT_REFINE_MARGIN = 0.5  # syntumor_core.inference.REFINE_MARGIN (not imported: torch is slow)
-DEFAULT_MIN_LESION_MM3 = 100.0  # syntumor_core.postprocess.DEFAULT_MIN_LESION_MM3 (a test checks)
+DEFAULT_MIN_LESION_MM3 = 50.0  # syntumor_core.postprocess.DEFAULT_MIN_LESION_MM3 (a test checks)
 METRIC_COLUMNS = ("liver_dice", "liver_nsd", "tumor_dice", "tumor_nsd")
 EMPTY_CASES_NOTE = (
     "A structure absent from both the truth and the prediction of a case scores NaN (as in the "
