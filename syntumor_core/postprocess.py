@@ -18,10 +18,10 @@ A dropped component becomes liver where it touches the liver (it was a speck ins
 background elsewhere. The defaults were chosen with the demo model on LiTS case 117 and three
 tumor-free held-out phantoms (``models/demo/evaluate_lesion_filter.py``; table in
 ``models/demo/MODEL_CARD.md``): of the minimum volumes tried (0, 50, 100, 200, 500 mm³), the
-smallest that, with organ contact, brought LiTS-117 to at most 10 false-positive lesions at an unchanged tumor Dice (31 → 6 false
-positives, 20 → 15 of 70 lesions found, all the lost ones under 10 mm radius; 16 → 4 false
-positives per tumor-free phantom). A probability threshold of 0.6 or 0.7 cut the tumor Dice
-to 0.48 / 0.31 there, so it stays off by default.
+smallest that, with organ contact, brought LiTS-117 to at most 10 false-positive lesions at an
+unchanged tumor Dice (31 → 6 false positives, 20 → 15 of 70 lesions found, all the lost ones
+under 10 mm radius; 16 → 4 false positives per tumor-free phantom). A probability threshold of
+0.6 or 0.7 cut the tumor Dice to 0.48 / 0.31 there, so it stays off by default.
 :meth:`LesionFilter.as_dict` is what the segmentation sidecar records.
 
 Example:
