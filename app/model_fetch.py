@@ -12,7 +12,7 @@
   must have the same digest (trust on first use).
 
 Example:
-    >>> resumable_download("https://example.org/m.pt", Path("var/models/.downloads/m.part"))  # doctest: +SKIP
+    >>> resumable_download("https://example.org/m.pt", Path("var/m.part"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def _stream(url: str, partial: Path, progress: ProgressCallback | None, max_byte
             raise DownloadError(
                 f"{url} is {total} bytes, over the download limit of {max_bytes} bytes"
             )
-        write_json_atomically(_marker(partial), {"url": url, "total": total,
-                              "started_at": datetime.now(UTC).isoformat(timespec="seconds")})  # fmt: skip
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        write_json_atomically(_marker(partial), {"url": url, "total": total, "started_at": started})
         received = offset
         with partial.open("ab" if offset else "wb") as out:
             if progress:
