@@ -102,10 +102,20 @@ class SynthesisBody(BaseModel):
     drop_hu: float | None = Field(
         None, ge=-200.0, le=300.0, description="The tumor's HU drop (default: drawn)."
     )
+    texture_mm: float | None = Field(
+        None, ge=1.0, le=30.0, description="Texture grain: its coarse smoothing sigma in mm."
+    )
+    rim: float | None = Field(
+        None, ge=0.0, le=0.9, description="Enhancing rim strength (profile realistic)."
+    )
+    mass_effect: float | None = Field(
+        None, ge=0.0, le=0.9, description="Push on the parenchyma around (profile realistic)."
+    )
 
     def placement(self) -> dict:
-        """The placement options given (kept with the job's parameters)."""
-        chosen = {"centers": self.centers, "radius_mm": self.radius_mm, "drop_hu": self.drop_hu}
+        """The placement and appearance options given (kept with the job's parameters)."""
+        chosen = {"centers": self.centers, "radius_mm": self.radius_mm, "drop_hu": self.drop_hu,
+                  "texture_mm": self.texture_mm, "rim": self.rim, "mass_effect": self.mass_effect}  # fmt: skip
         return {key: value for key, value in chosen.items() if value is not None}
 
 
@@ -333,7 +343,8 @@ async def preview_synthesis(
         organ=body.organ, tumor_type=body.tumor_type, profile=body.profile, seed=body.seed,
         mask_labels=tuple(body.mask_labels), protect_labels=tuple(body.protect_labels),
         centers=tuple(tuple(c) for c in body.centers), radius_mm=body.radius_mm,
-        drop_hu=body.drop_hu,
+        drop_hu=body.drop_hu, texture_mm=body.texture_mm, rim=body.rim,
+        mass_effect=body.mass_effect,
     )  # fmt: skip
     paths = (image.path, mask.path)
     db.close()  # hand the connection back during the work

@@ -19,7 +19,7 @@ import numpy as np
 from app.storage import Storage
 from syntumor_core.errors import MaskError
 from syntumor_core.synthesis import engine
-from syntumor_core.synthesis.organs import get_organ_profile
+from syntumor_core.synthesis.organs import get_organ_profile, tuned_profile
 
 MARGIN_MM = 12.0  # around the largest tumor, for its deformation, blur and mass effect
 LOADED_SCANS = 4
@@ -36,6 +36,9 @@ class PreviewRequest:
     centers: tuple[tuple[int, int, int], ...]
     radius_mm: float | None
     drop_hu: float | None
+    texture_mm: float | None = None
+    rim: float | None = None
+    mass_effect: float | None = None
 
 
 @functools.lru_cache(maxsize=LOADED_SCANS)
@@ -80,7 +83,9 @@ def preview(storage: Storage, image_path: str, mask_path: str, request: PreviewR
     protect = np.isin(crop_labels, request.protect_labels) if request.protect_labels else None
     made = engine.synthesize(
         image[box], np.isin(crop_labels, request.mask_labels), spacing=spacing,
-        seed=request.seed, organ=request.organ, tumor_type=request.tumor_type,
+        seed=request.seed, tumor_type=request.tumor_type,
+        organ_profile=tuned_profile(get_organ_profile(request.organ), texture_mm=request.texture_mm,
+                                    rim=request.rim, mass_effect=request.mass_effect),
         profile=request.profile, axial_axis=axial_axis, protect=protect,
         centers=[tuple(int(v) for v in p - start) for p in points],
         radius_mm=request.radius_mm, drop_hu=request.drop_hu, checksums=False,

@@ -196,6 +196,7 @@ def _dicom_seg(
 def run_synthesis(context: JobContext) -> dict[str, Any]:
     """Synthesize tumors into a stored image inside a stored organ mask."""
     from syntumor_core import synthesis as engine
+    from syntumor_core.synthesis import get_organ_profile, tuned_profile
 
     with context.session_factory() as session:
         request = session.get(Synthesis, context.params["synthesis_id"])
@@ -227,7 +228,12 @@ def run_synthesis(context: JobContext) -> dict[str, Any]:
             organ_mask,
             spacing=image.spacing,
             seed=spec["seed"],
-            organ=spec["organ"],
+            organ_profile=tuned_profile(
+                get_organ_profile(spec["organ"]),
+                texture_mm=context.params.get("texture_mm"),
+                rim=context.params.get("rim"),
+                mass_effect=context.params.get("mass_effect"),
+            ),
             tumor_type=spec["tumor_type"],
             profile=spec["profile"],
             axial_axis=image.axial_axis,

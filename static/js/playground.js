@@ -20,7 +20,8 @@ export async function startPlayground(panel, volume) {
   const options = await getJSON(`${API}/synthesis-options`);
   const inputs = {
     mask: $("pg-mask"), organ: $("pg-organ"), type: $("pg-type"), profile: $("pg-profile"),
-    seed: $("pg-seed"), diameter: $("pg-diameter"), drop: $("pg-drop"),
+    seed: $("pg-seed"), diameter: $("pg-diameter"), drop: $("pg-drop"), texture: $("pg-texture"),
+    rim: $("pg-rim"), mass: $("pg-mass"),
   };
   const say = (text) => { $("pg-status").textContent = text; };
 
@@ -55,8 +56,11 @@ export async function startPlayground(panel, volume) {
       organ: inputs.organ.value, tumor_type: inputs.type.value, profile: inputs.profile.value,
       seed: Number(inputs.seed.value) || 0, centers: state.tumors,
       radius_mm: Number(inputs.diameter.value) / 2, drop_hu: Number(inputs.drop.value),
+      texture_mm: Number(inputs.texture.value),
+      ...(realistic() ? { rim: Number(inputs.rim.value), mass_effect: Number(inputs.mass.value) } : {}),
     };
   }
+  const realistic = () => inputs.profile.value === "realistic";
 
   function renderList() {
     $("pg-tumors").replaceChildren(...state.tumors.map((point, index) => {
@@ -131,12 +135,19 @@ export async function startPlayground(panel, volume) {
       $("pg-apply").disabled = false;
     }
   });
-  for (const [input, output, unit] of [[inputs.diameter, "pg-diameter-value", "mm"], [inputs.drop, "pg-drop-value", "HU"]]) {
+  const sliders = [
+    [inputs.diameter, "pg-diameter-value", " mm"], [inputs.drop, "pg-drop-value", " HU"],
+    [inputs.texture, "pg-texture-value", " mm"], [inputs.rim, "pg-rim-value", ""], [inputs.mass, "pg-mass-value", ""],
+  ];
+  for (const [input, output, unit] of sliders) {
     input.addEventListener("input", () => {
-      $(output).textContent = `${input.value} ${unit}`;
+      $(output).textContent = `${input.value}${unit}`;
       changed();
     });
   }
+  inputs.profile.addEventListener("change", () => {
+    inputs.rim.disabled = inputs.mass.disabled = !realistic();
+  });
   for (const input of [inputs.mask, inputs.type, inputs.profile, inputs.seed]) input.addEventListener("change", changed);
   inputs.organ.addEventListener("change", () => {
     fillTypes();

@@ -17,7 +17,7 @@ from syntumor_core.synthesis.config import (
 )
 from syntumor_core.synthesis.engine import Synthesis, replay, synthesize
 from syntumor_core.synthesis.manifest import load_manifest, save_manifest
-from syntumor_core.synthesis.organs import ORGAN_PROFILES, get_organ_profile
+from syntumor_core.synthesis.organs import ORGAN_PROFILES, get_organ_profile, tuned_profile
 from syntumor_core.synthesis.params import SynthesisParams
 from syntumor_core.synthesis.render import ORGAN_LABEL, TUMOR_LABEL, SynthesisResult
 
@@ -42,4 +42,5 @@ __all__ = [
     "replay",
     "save_manifest",
     "synthesize",
+    "tuned_profile",
 ]

@@ -97,6 +97,19 @@ def test_click_to_place_preview_and_apply(page, web_server, researcher, scan):
     )
     expect(page.locator("#pg-tumors li")).to_have_count(1)
     expect(page.locator("#pg-status")).to_have_text(re.compile(r"^Preview of 1 tumor\(s\) in"))
+    # Every knob asks for a new preview (realistic's rim and mass effect once it is chosen).
+    expect(page.locator("#pg-rim")).to_be_disabled()
+    page.select_option("#pg-profile", "realistic")
+    for knob, value in [("#pg-texture", "4"), ("#pg-rim", "0.6"), ("#pg-mass", "0.5"),
+                        ("#pg-drop", "100"), ("#pg-diameter", "14")]:  # fmt: skip
+        shown = playground.get_attribute("data-preview")
+        page.fill(knob, value)
+        expect(playground).not_to_have_attribute("data-preview", shown)
+        page.wait_for_function(
+            "() => /^\\d+$/.test(document.querySelector('#playground').dataset.preview || '')"
+        )
+    expect(page.locator("#pg-mass-value")).to_have_text("0.5")
+    page.select_option("#pg-profile", "paper")  # (realistic carves vessels out of the tumor)
 
     page.locator("#pg-apply").click()
     page.wait_for_url(re.compile(r"/syntheses/\d+$"), timeout=T)

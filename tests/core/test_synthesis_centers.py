@@ -97,3 +97,26 @@ def test_without_centers_the_published_draws_are_unchanged(small_liver):
     again = synthesize(small_liver.image, small_liver.mask, spacing=small_liver.spacing, seed=9,
                        centers=None, radius_mm=None, drop_hu=None)  # fmt: skip
     assert made.manifest["params"] == again.manifest["params"]
+
+
+def test_tuned_profile_sets_texture_rim_and_mass_effect_and_replays(small_liver):
+    from syntumor_core.synthesis import get_organ_profile, tuned_profile
+
+    spacing = small_liver.spacing
+    point = _deep_points(small_liver.mask, spacing, 16.0, 1, seed=4)
+    results = {}
+    for push in (0.0, 0.6):
+        profile = tuned_profile(get_organ_profile("liver"), texture_mm=5, rim=0.5, mass_effect=push)
+        made = synthesize(small_liver.image, small_liver.mask, spacing=spacing, seed=4,
+                          centers=point, radius_mm=12, profile="realistic",
+                          organ_profile=profile)  # fmt: skip
+        assert made.manifest["params"]["texture"]["sigma_a_mm"] == 5.0
+        assert made.manifest["params"]["blend"]["rim_fraction"] == 0.5
+        again = replay(json.loads(json.dumps(made.manifest)), small_liver.image, small_liver.mask)
+        np.testing.assert_array_equal(again.image, made.image)
+        results[push] = made
+    organ = (results[0.0].label == 1) & (results[0.6].label == 1)
+    moved = np.abs(results[0.6].image - results[0.0].image)[organ]
+    assert moved.max() > 5  # the push moved parenchyma around the tumor
+    with pytest.raises(ParameterError, match="mass_effect"):
+        tuned_profile(get_organ_profile("liver"), mass_effect=2.0)
