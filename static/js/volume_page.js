@@ -73,6 +73,11 @@ form.addEventListener("submit", async (event) => {
     showError(errorBox, "Overlap must be at least 0 and below 1.");
     return;
   }
+  const minVolume = Number(document.getElementById("segment-min-lesion").value);
+  if (!(minVolume >= 0)) {
+    showError(errorBox, "The smallest lesion must be 0 mm³ or more.");
+    return;
+  }
   button.disabled = true;
   parts.result.hidden = true;
   parts.progress.querySelector(".job-links").replaceChildren();
@@ -82,6 +87,7 @@ form.addEventListener("submit", async (event) => {
       model: modelSelect.value,
       mode: document.getElementById("segment-mode").value,
       overlap,
+      lesion_filter: { min_volume_mm3: minVolume, organ_contact: document.getElementById("segment-organ-contact").checked },
     });
     const done = await presentSegmentation(panel, segmentation, parts);
     listSegmentation(done);

@@ -175,6 +175,11 @@ def test_segment_shows_progress_then_overlay_and_lesions(page, web_server, resea
     # windows than the default 0.5 (the test is about the page, not the speed).
     page.select_option("#segment-mode", "parity")
     page.fill("#segment-overlap", "0")
+    from syntumor_core.postprocess import DEFAULT_MIN_LESION_MM3
+
+    expect(page.locator("#segment-min-lesion")).to_have_value(f"{DEFAULT_MIN_LESION_MM3:g}")
+    expect(page.locator("#segment-organ-contact")).to_be_checked()
+    page.fill("#segment-min-lesion", "120")
     page.evaluate(
         """() => {
         window.seenStatuses = [];
@@ -210,6 +215,8 @@ def test_segment_shows_progress_then_overlay_and_lesions(page, web_server, resea
         page.click("#segment-downloads a:text('Lesions (JSON)')")
     body = json.loads(open(info.value.path(), encoding="utf-8").read())
     assert body["model"] == "demo" and isinstance(body["lesions"], list)
+    assert body["lesion_filter"] == {"min_volume_mm3": 120.0, "min_volume_ml": 0.12,
+                                     "organ_contact": True, "tumor_probability": None}  # fmt: skip
     screenshot(page, "segmentation-page")
 
 
