@@ -31,6 +31,8 @@ API_ROUTES = [
     ("GET", "/api/v1/admin/jobs/{train}/events"),
     ("GET", "/api/v1/admin/jobs/{evaluate}/evaluation"),
     ("GET", "/api/v1/admin/devices"),
+    ("GET", "/api/v1/admin/models"),
+    ("POST", "/api/v1/admin/models/unet_synt/pull"),
     ("POST", "/api/v1/admin/training-jobs"),
     ("POST", "/api/v1/admin/evaluation-jobs"),
     ("POST", "/api/v1/admin/jobs/{train}/stop"),
