@@ -1,35 +1,34 @@
-// The reader's case viewer: NiiVue 2×2 multiplanar (or one plane, or 3-D), CT windows, a slice
-// slider, answers by mouse, keyboard or both.
+// The reader's case viewer: the app's CT viewer (2×2 multiplanar, one plane or 3-D; a double
+// click maximises a tile), CT windows, a slice slider, answers by mouse, keyboard or both.
 //
 // The page is the same for every case; the case is the last part of the URL (an opaque
 // per-reader token). Everything comes from /api/v1/reader, which knows only this reader.
 // Time on a case counts while the page is visible and is sent with the answer.
 //
-// Between cases nothing is rebuilt: one Niivue instance (one GL context) shows every case, and
+// Between cases nothing is rebuilt: one viewer (one GL context) shows every case, and
 // the next case's image is fetched while the reader reads the current one, so Submit shows the
 // next case as soon as its answer is stored. performance marks "reader:submit" and
 // "reader:drawn" let a benchmark time that (benchmarks/reader_latency.py).
 
-import { Niivue, NVImage } from "/vendor/niivue/index.js";
+import { CtViewer } from "/static/js/viewer.js";
 
 const API = "/api/v1/reader";
+// CT windows as width and level in HU.
 const WINDOWS = {
-  liver: [15, 165], // W 150, L 90
-  abdomen: [-150, 250], // W 400, L 50
-  bone: [-500, 1300], // W 1800, L 400
-  lung: [-1350, 150], // W 1500, L -600
+  liver: { width: 150, level: 90 },
+  abdomen: { width: 400, level: 50 },
+  bone: { width: 1800, level: 400 },
+  lung: { width: 1500, level: -600 },
 };
 const WINDOW_ORDER = ["liver", "abdomen", "bone", "lung"];
-// NiiVue's SLICE_TYPE (axial 0, coronal 1, sagittal 2, multiplanar 3, render 4), whether the
-// multiplanar view shows the 3-D render, and the RAS axis the slice slider moves.
+// The viewer's layouts, and the RAS axis the slice slider moves in each (null: 3-D).
 const VIEWS = [
-  { sliceType: 3, render: 1, axis: 2, plane: "Axial" },
-  { sliceType: 0, render: 0, axis: 2, plane: "Axial" },
-  { sliceType: 1, render: 0, axis: 1, plane: "Coronal" },
-  { sliceType: 2, render: 0, axis: 0, plane: "Sagittal" },
-  { sliceType: 4, render: 0, axis: null, plane: "3-D" },
+  { layout: "multiplanar", axis: 2, plane: "Axial" },
+  { layout: "axial", axis: 2, plane: "Axial" },
+  { layout: "coronal", axis: 1, plane: "Coronal" },
+  { layout: "sagittal", axis: 0, plane: "Sagittal" },
+  { layout: "render", axis: null, plane: "3-D" },
 ];
-const MULTIPLANAR_GRID = 2; // NiiVue's MULTIPLANAR_TYPE.GRID: a 2×2 layout
 const RETRIES = 3;
 
 const layout = document.getElementById("reader");
@@ -50,21 +49,25 @@ const state = {
   feedback: null, prefetched: null, prefsKey: "syntumor.reader.view",
 };
 
-const nv = new Niivue({
-  backColor: [0.05, 0.07, 0.09, 1],
-  show3Dcrosshair: true,
-  isOrientCube: false,
-  dragAndDropEnabled: false,
-  loadingText: "",
-  viewModeHotKey: "None", // our own keys; NiiVue's defaults (V, C, P) would clash
-  clipPlaneHotKey: "None",
-  cycleClipPlaneHotKey: "None",
-  crosshairWidth: 0.4,
-  crosshairGap: 12, // keep the lesion under the crosshair visible
-  crosshairColor: [1, 0.45, 0.2, 0.8],
-  multiplanarLayout: MULTIPLANAR_GRID,
-  multiplanarEqualSize: true,
-  tileMargin: 4,
+// The same viewer component as every page that shows CT (static/js/viewer.js), in the reader's
+// colours; one instance (one GL context) shows every case.
+const viewer = new CtViewer($("#gl"), {
+  niivue: {
+    backColor: [0.05, 0.07, 0.09, 1],
+    isOrientCube: false,
+    loadingText: "",
+    viewModeHotKey: "None", // our own keys; NiiVue's defaults (V, C, P) would clash
+    clipPlaneHotKey: "None",
+    cycleClipPlaneHotKey: "None",
+    crosshairWidth: 0.4,
+    crosshairGap: 12, // keep the lesion under the crosshair visible
+    crosshairColor: [1, 0.45, 0.2, 0.8],
+    isOrientationTextVisible: false,
+    multiplanarEqualSize: true,
+    tileMargin: 4,
+  },
+  onSlices: () => showSlice(),
+  onLayout: (name) => showView(VIEWS.findIndex((view) => view.layout === name)),
 });
 
 function tokenFromUrl() {
@@ -137,11 +140,7 @@ document.addEventListener("visibilitychange", () => {
 
 function applyWindow(name) {
   state.windowName = name;
-  const volume = nv.volumes[0];
-  if (volume) {
-    [volume.cal_min, volume.cal_max] = WINDOWS[name];
-    nv.updateGLVolume();
-  }
+  viewer.setWindow(WINDOWS[name].width, WINDOWS[name].level);
   for (const button of $$("button[data-window]")) {
     button.setAttribute("aria-pressed", String(button.dataset.window === name));
   }
@@ -149,10 +148,13 @@ function applyWindow(name) {
 }
 
 function applyView(index) {
+  viewer.setLayout(VIEWS[index].layout); // calls showView back
+}
+
+/** A layout chosen by a button, a key or a double click on the image (which maximises a tile). */
+function showView(index) {
+  if (index < 0) return;
   state.viewIndex = index;
-  const view = VIEWS[index];
-  nv.opts.multiplanarShowRender = view.render;
-  nv.setSliceType(view.sliceType);
   for (const button of $$("button[data-view]")) {
     button.setAttribute("aria-pressed", String(Number(button.dataset.view) === index));
   }
@@ -160,38 +162,26 @@ function applyView(index) {
   showSlice();
 }
 
-/** Number of slices along RAS axis ``axis`` of the shown volume. */
-function sliceCount(axis) {
-  const dims = nv.volumes[0]?.dimsRAS;
-  return dims ? dims[axis + 1] : 0;
-}
-
 /** The slider and the slice number follow the crosshair on the view's plane. */
 function showSlice() {
   const { axis, plane } = VIEWS[state.viewIndex];
   const slider = $("#slice");
-  const count = axis === null ? 0 : sliceCount(axis);
+  const slices = viewer.slices();
+  const current = axis === null || !slices ? null : slices[axis];
   $("#slice-plane").textContent = plane;
-  slider.disabled = count === 0;
-  if (count === 0) {
+  slider.disabled = !current;
+  if (!current) {
     $("#slice-number").textContent = "– / –";
     return;
   }
-  const index = Math.min(count, Math.max(1, Math.floor(nv.scene.crosshairPos[axis] * count) + 1));
-  slider.max = String(count);
-  slider.value = String(index);
-  $("#slice-number").textContent = `${index} / ${count}`;
+  slider.max = String(current.count);
+  slider.value = String(current.index);
+  $("#slice-number").textContent = `${current.index} / ${current.count}`;
 }
 
 function moveToSlice(number) {
   const { axis } = VIEWS[state.viewIndex];
-  const count = axis === null ? 0 : sliceCount(axis);
-  if (!count) return;
-  const position = [...nv.scene.crosshairPos];
-  position[axis] = (Math.min(count, Math.max(1, number)) - 0.5) / count;
-  nv.scene.crosshairPos = position;
-  nv.drawScene();
-  showSlice();
+  if (axis !== null) viewer.setSlice(axis, number);
 }
 
 function imageName(url) {
@@ -204,15 +194,10 @@ async function loadImage(url) {
   status.textContent = "Loading case…";
   const cached = state.prefetched?.url === url ? await state.prefetched.buffer.catch(() => null) : null;
   state.prefetched = null;
-  if (cached) {
-    // Niivue.loadVolumes would fetch again: build the image from the bytes and swap it in.
-    const name = imageName(url);
-    const image = await NVImage.loadFromUrl({ url: name, name, buffer: cached, colormap: "gray" });
-    nv.volumes = [];
-    nv.addVolume(image);
-  } else {
-    await nv.loadVolumes([{ url, colormap: "gray" }]);
-  }
+  // The reader's window and view go with the image (the viewer applies its own on loading).
+  viewer.layout = VIEWS[state.viewIndex].layout;
+  viewer.window = { ...WINDOWS[state.windowName] };
+  await viewer.loadImageFrom({ url, buffer: cached, name: imageName(url) });
   applyWindow(state.windowName);
   applyView(state.viewIndex);
   status.hidden = true;
@@ -282,9 +267,10 @@ function chooseConfidence(level) {
 }
 
 function mark() {
-  if (!settings.click || !state.view?.can_answer || state.feedback || !nv.volumes[0]) return;
-  const voxel = nv.frac2vox(nv.scene.crosshairPos);
-  state.click = Array.from(voxel, (v) => Math.round(v));
+  if (!settings.click || !state.view?.can_answer || state.feedback) return;
+  const voxel = viewer.crosshairVoxel();
+  if (!voxel) return;
+  state.click = voxel;
   showChoices();
   say("Marked. Click the image (or use the arrows) and mark again to move it; Backspace removes it.");
 }
@@ -360,8 +346,8 @@ async function openCase(token, { push = false } = {}) {
     say(view.answer ? (view.can_answer ? "Answered; you may change it." : "Answered (final).") : "");
     if (view.practice && view.truth && view.answer) showFeedback(view.truth);
     await loadImage(view.image_url);
-    if (state.click && nv.volumes[0]) nv.scene.crosshairPos = nv.vox2frac(state.click);
-    nv.drawScene();
+    if (state.click) viewer.centerOnVoxel(state.click);
+    viewer.nv.drawScene();
     showSlice();
     await drawn();
     performance.mark("reader:drawn");
@@ -511,10 +497,9 @@ $("#next").addEventListener("click", () => go(1));
 $("#mark")?.addEventListener("click", mark);
 $("#unmark")?.addEventListener("click", unmark);
 window.addEventListener("popstate", () => openCase(tokenFromUrl()));
-nv.onLocationChange = () => showSlice();
 
 async function start() {
-  await nv.attachToCanvas($("#gl"));
+  await viewer.ready;
   try {
     const overview = await api("");
     state.prefsKey = `syntumor.reader.view.${overview.reader?.label ?? ""}`;

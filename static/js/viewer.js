@@ -100,7 +100,8 @@ export class CtViewer {
    *   onSlices?: (slices: Array<{index: number, count: number}>) => void,
    *   onLayout?: (name: string) => void,
    *   onMeasure?: (result: object) => void,
-   * }} options
+   *   niivue?: object,
+   * }} options - ``niivue``: NiiVue options over the defaults (e.g. the reader's colours)
    */
   constructor(canvas, options = {}) {
     this.canvas = canvas;
@@ -123,6 +124,7 @@ export class CtViewer {
       isOrientationTextVisible: true,
       logLevel: "error",
       loadingText: "loading",
+      ...(options.niivue || {}),
     });
     this.image = null;
     this.overlay = null;
@@ -155,6 +157,34 @@ export class CtViewer {
     this.setWindow(this.window.width, this.window.level);
     this.setLayout(this.layout);
     this.canvas.dataset.loaded = String(volume.id);
+  }
+
+  /**
+   * Load a CT from a URL, or from its bytes already fetched (``buffer``: e.g. prefetched while
+   * the previous case was read), keeping this viewer's window and layout.
+   */
+  async loadImageFrom({ url, buffer = null, name = "image.nii" }) {
+    await this.ready;
+    if (buffer) {
+      // Niivue.loadVolumes would fetch again: build the image from the bytes and swap it in.
+      const image = await NVImage.loadFromUrl({ url: name, name, buffer, colormap: "gray" });
+      this.nv.volumes = [];
+      this.nv.addVolume(image);
+    } else {
+      await this.nv.loadVolumes([{ url, name, colormap: "gray" }]);
+    }
+    this.overlay = null;
+    this.preview = null;
+    this.setWindow(this.window.width, this.window.level);
+    this.setLayout(this.layout);
+  }
+
+  /** Move the crosshair (hence every plane) to image voxel ``voxel`` (i, j, k). */
+  centerOnVoxel(voxel) {
+    if (!this.nv.volumes.length) return;
+    this.nv.scene.crosshairPos = this.nv.vox2frac(voxel, 0);
+    this.nv.drawScene();
+    this.nv.createOnLocationChange();
   }
 
   /** Window width and level in HU (NiiVue's cal_min/cal_max = level ∓ width/2). */
