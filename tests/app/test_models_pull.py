@@ -259,4 +259,3 @@ def test_pull_all_installs_every_model_of_the_archive(registry_file, dropbox, tm
     assert _status(data_dir, "swin_unetrv2_tiny_synt") == "remote"
     assert not any(downloads_folder(data_dir).glob("*"))  # the archive is not kept
     assert _pull("unet_synt", "--all").exit_code != 0  # a name or --all, not both
-
