@@ -1,29 +1,29 @@
-// The reader's start page: example cases in small NiiVue viewers; Enter starts the test.
+// The reader's start page: example cases in small viewers (the app's CT viewer component, in a
+// row of the three planes); Enter starts the test.
 
-import { Niivue } from "/vendor/niivue/index.js";
+import { CtViewer } from "/static/js/viewer.js";
 
-const LIVER_WINDOW = [15, 165];
+const LIVER_WINDOW = { width: 150, level: 90 };
 
 async function showExample(canvas) {
-  const nv = new Niivue({
-    backColor: [0.05, 0.07, 0.09, 1],
-    isOrientCube: false,
-    dragAndDropEnabled: false,
-    loadingText: "",
-    viewModeHotKey: "None",
-    clipPlaneHotKey: "None",
-    cycleClipPlaneHotKey: "None",
-    crosshairWidth: 0.4,
-    crosshairGap: 12,
-    crosshairColor: [1, 0.45, 0.2, 0.8],
-    multiplanarLayout: 3, // a row: axial, coronal, sagittal side by side
+  const viewer = new CtViewer(canvas, {
+    niivue: {
+      backColor: [0.05, 0.07, 0.09, 1],
+      isOrientCube: false,
+      loadingText: "",
+      viewModeHotKey: "None",
+      clipPlaneHotKey: "None",
+      cycleClipPlaneHotKey: "None",
+      crosshairWidth: 0.4,
+      crosshairGap: 12,
+      crosshairColor: [1, 0.45, 0.2, 0.8],
+      isOrientationTextVisible: false,
+      multiplanarLayout: 3, // a row: axial, coronal, sagittal side by side
+      multiplanarShowRender: 0,
+    },
   });
-  await nv.attachToCanvas(canvas);
-  await nv.loadVolumes([{ url: canvas.dataset.url, colormap: "gray" }]);
-  [nv.volumes[0].cal_min, nv.volumes[0].cal_max] = LIVER_WINDOW;
-  nv.updateGLVolume();
-  nv.opts.multiplanarShowRender = 0;
-  nv.setSliceType(3);
+  viewer.window = { ...LIVER_WINDOW };
+  await viewer.loadImageFrom({ url: canvas.dataset.url, name: "example.nii" });
 }
 
 const start = document.getElementById("start");
