@@ -217,7 +217,7 @@ class RealisticSpec:
             painted with partial-volume weights (a capsule thinner than a voxel is not a full
             voxel); 0 disables it.
         capsule_hu: how much brighter the capsule is than it would otherwise be (0: none;
-            LiTS-117's lesions show none beyond their enhancing rim, docs/realism.md).
+            LiTS-117's lesions show none beyond their enhancing rim; see organs.LIVER_REALISTIC).
         contrast_median_hu: median of the delivered mean drop of a tumor (HU), drawn
             log-normally with ``contrast_log_sd`` and truncated to ``contrast_range_hu``;
             ``None`` draws it uniformly from the tumor type's ``difference_hu``.

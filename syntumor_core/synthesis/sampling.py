@@ -286,7 +286,7 @@ def _finish(ellipsoids, tumor, tumor_type, geometry, profile, realistic, rng,
 
 def _realistic_blend(blend: BlendParams, appearance, spec, rng) -> BlendParams:
     """Profile ``realistic``: the delivered drop and the enhancing rim, from the spec's
-    distributions (docs/realism.md says where the liver's come from)."""
+    distributions (``organs.LIVER_REALISTIC`` says where the liver's come from)."""
     low, high = spec.contrast_range_hu or appearance.difference_hu
     if spec.contrast_median_hu is None:
         drop = float(rng.uniform(low, high))
