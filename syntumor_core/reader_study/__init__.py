@@ -1,8 +1,9 @@
 """The Visual Turing Test (reader study): its statistics, its case design and its blinding.
 
 - :mod:`~syntumor_core.reader_study.statistics`: confusion counts, rates with Wilson intervals,
-  binomial test, kappas, ROC/AUC with bootstrap intervals, MRMC rows, plain-language definitions
-  (spec: shared/spec/reader-study.md).
+  binomial test, MRMC rows, plain-language definitions (spec: shared/spec/reader-study.md); its
+  parts :mod:`~.answers` (the answer record and rating), :mod:`~.roc` (ROC/AUC with bootstrap
+  intervals) and :mod:`~.agreement` (kappas).
 - :mod:`~syntumor_core.reader_study.arms`: how often each arm was called real, and whether two
   arms differ (for studies whose two arms are not simply real vs synthetic).
 - :mod:`~syntumor_core.reader_study.design`: tumor sizes from label maps, tumor types matched to
@@ -18,13 +19,20 @@ import importlib
 
 _EXPORTS = {
     "syntumor_core.reader_study.arms": ("ArmRates", "arm_comparison", "arm_rates"),
+    "syntumor_core.reader_study.answers": (
+        "CATEGORIES", "CONFIDENCE_MAX", "CONFIDENCE_MIN", "POOLED_READER", "RATING_UNSURE",
+        "REAL", "SYNTHETIC", "TRUTHS", "UNSURE", "Answer", "rating",
+    ),
     "syntumor_core.reader_study.statistics": (
-        "CATEGORIES", "CONFIDENCE_MAX", "CONFIDENCE_MIN", "DEFINITIONS", "POOLED_READER",
-        "RATING_UNSURE", "REAL", "SYNTHETIC", "TRUTHS", "UNSURE", "Answer", "PairKappa",
-        "Proportion", "ReaderStats", "RocCurve", "_weighted_aucs", "bootstrap_auc_ci",
-        "cohen_kappa_pairs", "confusion_counts", "definitions", "fleiss_kappa_all",
-        "intra_reader_kappa", "mrmc_rows", "pooled_stats", "rating", "reader_averaged_auc",
-        "reader_stats", "roc_from_confidence", "wilson_proportion",
+        "DEFINITIONS", "Proportion", "ReaderStats", "confusion_counts", "definitions",
+        "mrmc_rows", "pooled_stats", "reader_stats", "wilson_proportion",
+    ),
+    "syntumor_core.reader_study.roc": (
+        "RocCurve", "_weighted_aucs", "bootstrap_auc_ci", "reader_averaged_auc",
+        "roc_from_confidence",
+    ),
+    "syntumor_core.reader_study.agreement": (
+        "PairKappa", "cohen_kappa_pairs", "fleiss_kappa_all", "intra_reader_kappa",
     ),
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
