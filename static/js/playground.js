@@ -16,14 +16,21 @@ export async function startPlayground(panel, volume) {
   const root = $("playground");
   if (!root) return;
   const viewer = panel.viewer;
-  const state = { tumors: [], placing: false, timer: null, sent: 0 };
+  const state = { tumors: [], placing: false, timer: null, sent: 0, added: null, ok: false };
   const options = await getJSON(`${API}/synthesis-options`);
   const inputs = {
     mask: $("pg-mask"), organ: $("pg-organ"), type: $("pg-type"), profile: $("pg-profile"),
     seed: $("pg-seed"), diameter: $("pg-diameter"), drop: $("pg-drop"), texture: $("pg-texture"),
     rim: $("pg-rim"), mass: $("pg-mass"),
   };
-  const say = (text) => { $("pg-status").textContent = text; };
+  // Messages go below the form and onto the image itself, where the person is clicking.
+  const note = el("div", { class: "canvas-note", role: "status", hidden: true });
+  viewer.canvas.parentElement.append(note);
+  const say = (text) => {
+    $("pg-status").textContent = text;
+    note.textContent = text;
+    note.hidden = !text;
+  };
 
   inputs.organ.replaceChildren(...Object.keys(options.organs).map((o) => el("option", { value: o }, o)));
   inputs.mask.replaceChildren(...volume.label_maps.map((m) => el("option", { value: m.id }, `#${m.id} ${m.name}`)));
@@ -71,15 +78,20 @@ export async function startPlayground(panel, volume) {
       });
       return el("li", { dataset: { voxel: point.join(",") } }, `tumor at voxel (${point.join(", ")}) `, remove);
     }));
-    $("pg-apply").disabled = !state.tumors.length;
+    $("pg-apply").disabled = !state.tumors.length || !state.ok;
     root.dataset.tumors = String(state.tumors.length);
   }
 
   async function preview() {
     const sent = ++state.sent;
+    const added = state.added;
+    state.added = null;
+    state.ok = false;
+    renderList();
     if (!state.tumors.length) {
       viewer.clearPreview();
       root.dataset.preview = "none";
+      say("");
       return;
     }
     const started = performance.now();
@@ -92,6 +104,16 @@ export async function startPlayground(panel, volume) {
     if (sent !== state.sent) return; // a newer preview is on its way
     if (!response.ok) {
       const detail = (await response.json().catch(() => ({}))).detail || response.statusText;
+      if (added && state.tumors.at(-1) === added) {
+        // The point just placed is refused: it goes, and the others are previewed again.
+        state.tumors.pop();
+        renderList();
+        say(`Not placed: ${detail}`);
+        root.dataset.preview = "refused";
+        if (state.tumors.length) setTimeout(() => preview().then(() => say(`Not placed: ${detail}`)), 0);
+        else viewer.clearPreview();
+        return;
+      }
       say(`No preview: ${detail}`);
       root.dataset.preview = "refused";
       return;
@@ -99,6 +121,8 @@ export async function startPlayground(panel, volume) {
     await viewer.showPreview(await response.arrayBuffer());
     if (sent !== state.sent) return;
     const seconds = (performance.now() - started) / 1000;
+    state.ok = true;
+    renderList();
     say(`Preview of ${state.tumors.length} tumor(s) in ${seconds.toFixed(2)} s.`);
     root.dataset.preview = String(sent);
   }
@@ -116,6 +140,7 @@ export async function startPlayground(panel, volume) {
       const point = viewer.crosshairVoxel();
       if (!point) return;
       state.tumors.push(point);
+      state.added = point;
       changed();
     }, 0);
   });

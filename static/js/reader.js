@@ -62,7 +62,6 @@ const viewer = new CtViewer($("#gl"), {
     crosshairWidth: 0.4,
     crosshairGap: 12, // keep the lesion under the crosshair visible
     crosshairColor: [1, 0.45, 0.2, 0.8],
-    isOrientationTextVisible: false,
     multiplanarEqualSize: true,
     tileMargin: 4,
   },

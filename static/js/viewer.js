@@ -124,6 +124,8 @@ export class CtViewer {
       isOrientationTextVisible: true,
       logLevel: "error",
       loadingText: "loading",
+      measureTextColor: [1, 1, 0.6, 1], // a light label on the dark images
+      measureLineColor: [1, 0.85, 0.2, 1],
       ...(options.niivue || {}),
     });
     this.image = null;
@@ -336,7 +338,10 @@ export class CtViewer {
     }
   }
 
-  /** HU mean, SD, min, max and area (mm², in the plane) of the voxel box between two corners. */
+  /**
+   * HU mean, SD, min, max and area (mm², in the plane) of the ellipse that NiiVue draws inside
+   * the box between two corners (voxels whose centres lie in it).
+   */
   regionStats(corner1, corner2) {
     const back = this.nv.volumes[0];
     const { dims, pixDims } = back.hdr;
@@ -349,9 +354,14 @@ export class CtViewer {
     let sumSquares = 0;
     let min = Infinity;
     let max = -Infinity;
+    const centre = low.map((v, axis) => (v + high[axis]) / 2);
+    const radius = low.map((v, axis) => (high[axis] - v + 1) / 2);
+    const inside = (point) => point.reduce((sum, v, axis) => sum + ((v - centre[axis]) / radius[axis]) ** 2, 0) <= 1 + 1e-9;
     for (let k = low[2]; k <= high[2]; k++) {
       for (let j = low[1]; j <= high[1]; j++) {
         for (let i = low[0]; i <= high[0]; i++) {
+          // Across the plane the box is one voxel thick: its term is 0 there.
+          if (!inside([i, j, k].map((v, axis) => (high[axis] === low[axis] ? centre[axis] : v)))) continue;
           const hu = back.img[i + dims[1] * (j + dims[2] * k)] * slope + inter;
           count += 1;
           sum += hu;
@@ -363,10 +373,10 @@ export class CtViewer {
     }
     const mean = sum / count;
     const sd = Math.sqrt(Math.max(0, sumSquares / count - mean * mean));
-    // The box is one voxel thick across the plane: its area is the product of the other two.
-    const extents = [0, 1, 2].map((axis) => (high[axis] - low[axis] + 1) * pixDims[axis + 1]);
+    // The box is one voxel thick across the plane: a voxel's area is the other two sizes.
     const across = [0, 1, 2].find((axis) => high[axis] === low[axis]) ?? 2;
-    const areaMm2 = extents.reduce((product, size, axis) => (axis === across ? product : product * size), 1);
+    const voxelArea = [0, 1, 2].reduce((product, axis) => (axis === across ? product : product * pixDims[axis + 1]), 1);
+    const areaMm2 = count * voxelArea;
     return { count, mean, sd, min, max, areaMm2 };
   }
 

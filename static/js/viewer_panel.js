@@ -210,7 +210,7 @@ export class ViewerPanel {
     const where = `voxel (${result.voxStart.join(", ")}) → (${result.voxEnd.join(", ")})`;
     const text = result.kind === "length"
       ? `Length ${result.lengthMm.toFixed(1)} mm · ${result.plane} · ${where}`
-      : `ROI ${result.plane}: mean ${result.mean.toFixed(1)} HU · SD ${result.sd.toFixed(1)} · min ${Math.round(result.min)} · max ${Math.round(result.max)} · area ${(result.areaMm2 / 100).toFixed(2)} cm² (${result.count} voxels) · ${where}`;
+      : `ROI (ellipse) ${result.plane}: mean ${result.mean.toFixed(1)} HU · SD ${result.sd.toFixed(1)} · min ${Math.round(result.min)} · max ${Math.round(result.max)} · area ${(result.areaMm2 / 100).toFixed(2)} cm² (${result.count} voxels) · ${where}`;
     this.measureReadout.textContent = text;
     this.measureReadout.hidden = false;
     Object.assign(this.measureReadout.dataset, {

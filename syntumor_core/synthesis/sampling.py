@@ -248,7 +248,8 @@ def _ellipsoids_at(centers, tumor: TumorType, geometry, profile, rng, radius_mm)
     for index, centre in enumerate(centers):
         groups = tumor.groups
         group = groups[0] if len(groups) == 1 else groups[int(rng.integers(len(groups)))]
-        what = f"tumor {index + 1} ({tumor.name}, {group.name})"
+        kind = tumor.name if group.name == tumor.name else f"{tumor.name}, {group.name}"
+        what = f"tumor {index + 1} ({kind})"
         ellipsoids.append(_draw_ellipsoid(group, geometry, profile, rng, what,
                                           centre=centre, radius_mm=radius_mm))  # fmt: skip
     return ellipsoids

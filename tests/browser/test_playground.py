@@ -60,22 +60,28 @@ def test_click_to_place_preview_and_apply(page, web_server, researcher, scan):
     expect(page.locator("#pg-place")).to_have_attribute("aria-pressed", "true")
     playground = page.locator("#playground")
     placed = None
+    box = canvas.bounding_box()
+    reset = "() => { document.querySelector('#playground').dataset.preview = ''; }"
+    settled = ("() => /^(refused|\\d+)$/.test("
+               "document.querySelector('#playground').dataset.preview || '')")  # fmt: skip
+    page.evaluate(reset)  # a click outside the body: refused, and not kept
+    page.mouse.click(box["x"] + 0.03 * box["width"], box["y"] + 0.03 * box["height"])
+    page.wait_for_function(settled, timeout=T)
+    assert playground.get_attribute("data-preview") == "refused"
+    expect(page.locator("#pg-status")).to_contain_text("Not placed: the point")
+    expect(page.locator("#pg-tumors li")).to_have_count(0)
+    expect(page.locator("#pg-apply")).to_be_disabled()
     for fx, fy in [(0.35, 0.45), (0.4, 0.4), (0.3, 0.5), (0.45, 0.35), (0.35, 0.6)]:
+        page.evaluate(reset)
         box = canvas.bounding_box()
         page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-        item = page.locator("#pg-tumors li").last
-        expect(item).to_be_visible()
-        page.wait_for_function(
-            "() => ['refused'].includes(document.querySelector('#playground').dataset.preview)"
-            " || /^\\d+$/.test(document.querySelector('#playground').dataset.preview || '')",
-            timeout=T,
-        )
+        page.wait_for_function(settled, timeout=T)
         if playground.get_attribute("data-preview") != "refused":
+            item = page.locator("#pg-tumors li").last
             placed = [int(v) for v in item.get_attribute("data-voxel").split(",")]
             placed_at = (fx, fy)
             break
-        item.locator("button").click()  # not in the liver (or too near its edge): remove it
-        expect(page.locator("#pg-tumors li")).to_have_count(0)
+        expect(page.locator("#pg-tumors li")).to_have_count(0)  # refused: not kept
     assert placed is not None, "no click landed deep enough in the liver"
     expect(page.locator("#pg-status")).to_have_text(re.compile(r"^Preview of 1 tumor\(s\) in"))
     page.wait_for_timeout(300)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
@@ -122,8 +123,15 @@ def test_roi_reports_hu_statistics_and_area(viewer_page):
     text = readout.text_content()
     start, end = _voxels(readout, "data-vox-start"), _voxels(readout, "data-vox-end")
     side = [abs(a - b) + 1 for a, b in zip(start, end, strict=True)]
-    assert sorted(side)[0] == 1 and sorted(side)[1] > 1  # a rectangle in one slice
-    voxels = side[0] * side[1] * side[2]
+    assert sorted(side)[0] == 1 and sorted(side)[1] > 1  # drawn in one slice
+    # The voxels whose centres lie in the ellipse inscribed in the dragged box.
+    low = [min(a, b) for a, b in zip(start, end, strict=True)]
+    grids = np.meshgrid(*[np.arange(lo, lo + n) for lo, n in zip(low, side, strict=True)],
+                        indexing="ij")  # fmt: skip
+    inside = sum(((g - (lo + (n - 1) / 2)) / (n / 2)) ** 2 if n > 1 else 0
+                 for g, lo, n in zip(grids, low, side, strict=True)) <= 1 + 1e-9  # fmt: skip
+    voxels = int(inside.sum())
+    assert voxels < side[0] * side[1] * side[2]  # fewer than the box: its corners are out
     area_cm2 = voxels * PHANTOM_SPACING_MM[0] * PHANTOM_SPACING_MM[1] / 100
     area = re.search(r"area (\d+\.\d+) cm² \((\d+) voxels\)", text)
     assert int(area[2]) == voxels
