@@ -5,22 +5,17 @@ here knows about the registry. A file only reaches its final place after
 :func:`verify_checkpoint` accepted it, and by an atomic move from a staging file in the same
 folder, so a failed, corrupt or malicious download leaves nothing behind.
 
-Example:
-    >>> with staging_file(Path("var/models/x")) as part:  # doctest: +SKIP
-    ...     download("https://example.org/model.pt", part)
+Downloads themselves (resumable, Dropbox links made direct) are :mod:`app.model_fetch`'s.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
 import tarfile
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -114,79 +109,6 @@ def write_json_atomically(path: Path, document: Any) -> None:
         os.replace(name, path)
     finally:
         Path(name).unlink(missing_ok=True)
-
-
-def _stream_to_file(
-    url: str, destination: Path, progress: ProgressCallback | None, max_bytes: int, timeout_s: float
-) -> int:
-    request = urllib.request.Request(url, headers={"User-Agent": "syntumor-models"})
-    with (
-        urllib.request.urlopen(request, timeout=timeout_s) as response,
-        destination.open("wb") as out,
-    ):
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        if total is not None and total > max_bytes:
-            raise DownloadError(
-                f"{url} is {total} bytes, over the download limit of {max_bytes} bytes"
-            )
-        received = 0
-        if progress:
-            progress(0, total)
-        while chunk := response.read(_CHUNK_BYTES):
-            received += len(chunk)
-            if received > max_bytes:
-                raise DownloadError(f"{url} passed the download limit of {max_bytes} bytes")
-            out.write(chunk)
-            if progress:
-                progress(received, total)
-    if total is not None and received != total:
-        raise DownloadError(f"download from {url} broke off after {received} of {total} bytes")
-    return received
-
-
-def download(
-    url: str,
-    destination: Path,
-    progress: ProgressCallback | None = None,
-    *,
-    max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> int:
-    """Stream ``url`` into ``destination`` (redirects followed), with a size limit.
-
-    Args:
-        url: an ``http(s)`` link.
-        destination: the file to write (overwritten).
-        progress: called with (bytes so far, total or ``None``) after every chunk.
-        max_bytes: stop and fail once more than this arrives (or is announced).
-        timeout_s: timeout of each blocking network operation.
-
-    Returns:
-        The number of bytes received.
-
-    Raises:
-        DownloadError: host unreachable (the message says to check the internet connection),
-            HTTP error, timeout, broken connection, truncated body or size limit.
-    """
-    host = urllib.parse.urlsplit(check_download_url(url)).netloc
-    try:
-        return _stream_to_file(url, destination, progress, max_bytes, timeout_s)
-    except urllib.error.HTTPError as error:
-        raise DownloadError(
-            f"download from {url} failed: HTTP {error.code} {error.reason}"
-        ) from None
-    except urllib.error.URLError as error:
-        raise DownloadError(
-            f"cannot reach {host} ({error.reason}): check your internet connection, "
-            "or pass --url with a mirror"
-        ) from None
-    except TimeoutError:
-        raise DownloadError(f"download from {host} timed out after {timeout_s:g} s") from None
-    except (http.client.HTTPException, ConnectionError) as error:
-        raise DownloadError(
-            f"download from {host} broke off ({type(error).__name__}: {error})"
-        ) from None
 
 
 def _copy_limited(source: BinaryIO, target: Path, max_bytes: int, what: str) -> None:

@@ -29,9 +29,6 @@ from typing import Any
 
 from app.model_download import (
     CHECKPOINT_FILE_NAME,
-    DEFAULT_MAX_DOWNLOAD_BYTES,
-    DEFAULT_TIMEOUT_S,
-    ProgressCallback,
     check_download_url,
     install_checkpoint,
     staging_file,
@@ -360,36 +357,6 @@ def _install(candidate: Path, entry: ModelEntry, target: Path, source: str, **de
     config = {**asdict(entry), "source": source, **details}
     install_checkpoint(candidate, target, config)
     logger.info("installed model %s (%s) at %s", entry.name, entry.arch, target)
-
-
-def pull(
-    name: str,
-    data_dir: str | os.PathLike[str],
-    progress: ProgressCallback | None = None,
-    *,
-    url: str | None = None,
-    base_url: str | None = None,
-    registry_path: str | os.PathLike[str] | None = None,
-    max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> Path:
-    """Download a registered checkpoint into ``<data_dir>/models/<name>/model.pt``.
-
-    See :func:`app.model_pull.pull_one`: resumable, Dropbox links made direct, a web page
-    refused, unpacked if it is an archive holding one ``model.pt``, loaded strictly as the
-    registered architecture, its sha256 checked against the registered one and the one
-    recorded at its first download, and only then moved into place.
-
-    Raises:
-        ModelRegistryError: unknown name, or nothing to download.
-        DownloadError: no network, HTTP error, size limit, a web page or an unusable archive.
-        CheckpointError: the download is not a safe checkpoint of the registered architecture,
-            or its sha256 is not the expected one.
-    """
-    from app.model_pull import pull_one
-
-    return pull_one(name, data_dir, progress, url=url, base_url=base_url,
-                    registry_path=registry_path, max_bytes=max_bytes, timeout_s=timeout_s)  # fmt: skip
 
 
 def add(

@@ -595,23 +595,22 @@ export class CtViewer {
   }
 }
 
-/** Index offset of grid ``cropAffine``'s voxel 0 in grid ``affine`` (same axes and spacing). */
+function det3(m) {
+  return m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+    - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+    + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+}
+
+/**
+ * Index offset of grid ``cropAffine``'s voxel 0 in grid ``affine`` (same axes and spacing):
+ * the solution of A · offset = origin difference, by Cramer's rule.
+ */
 function voxelOffset(affine, cropAffine) {
   const origin = [0, 1, 2].map((row) => cropAffine[row][3] - affine[row][3]);
-  const m = [0, 1, 2].map((row) => [0, 1, 2].map((col) => affine[row][col]));
-  const det =
-    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
-    m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
-    m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-  const solve = (col) => {
-    const replaced = m.map((row, r) => row.map((value, c) => (c === col ? origin[r] : value)));
-    const d =
-      replaced[0][0] * (replaced[1][1] * replaced[2][2] - replaced[1][2] * replaced[2][1]) -
-      replaced[0][1] * (replaced[1][0] * replaced[2][2] - replaced[1][2] * replaced[2][0]) +
-      replaced[0][2] * (replaced[1][0] * replaced[2][1] - replaced[1][1] * replaced[2][0]);
-    return Math.round(d / det);
-  };
-  return [solve(0), solve(1), solve(2)];
+  const m = [0, 1, 2].map((row) => affine[row].slice(0, 3));
+  const det = det3(m);
+  return [0, 1, 2].map((col) =>
+    Math.round(det3(m.map((row, r) => row.map((value, c) => (c === col ? origin[r] : value)))) / det));
 }
 
 /** "−35 HU · liver · (12.5, −40.0, 88.0) mm" for a hover readout. */

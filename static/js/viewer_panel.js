@@ -111,9 +111,7 @@ export class ViewerPanel {
     }
     const canvas = this.overlayViewer.canvas;
     // NiiVue ends a stroke on the button's release, wherever the pointer is by then.
-    for (const type of ["pointerup", "mouseup", "touchend"]) {
-      document.addEventListener(type, () => setTimeout(() => this.showCounts(), 0));
-    }
+    document.addEventListener("pointerup", () => setTimeout(() => this.showCounts(), 0));
     canvas.addEventListener("keydown", (event) => {
       if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z" && this.overlayViewer.editing) {
         event.preventDefault();

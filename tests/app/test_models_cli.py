@@ -26,6 +26,7 @@ import app.model_registry as registry
 from app.cli import app
 from app.cli_models import register
 from app.model_download import DownloadError, direct_download_url
+from app.model_pull import pull_one
 from syntumor_core.checkpoints import load_model, save_checkpoint
 from syntumor_core.errors import CheckpointError, ParameterError
 from syntumor_core.models import ARCHITECTURES, build_model
@@ -247,7 +248,7 @@ def test_pull_reports_http_errors_size_limits_and_missing_links(test_registry, d
     assert result.exit_code == 2 and "refused the download of 'unet_synt'" in result.output
     assert "answered a web page, not a checkpoint" in result.output
     with pytest.raises(DownloadError, match="download limit of 1000 bytes"):
-        registry.pull("unet_synt", data_dir, max_bytes=1000)
+        pull_one("unet_synt", data_dir, max_bytes=1000)
     assert _nothing_installed(data_dir, "unet_synt")
     result = _invoke("pull", "unet_real", "--data-dir", str(data_dir))
     assert result.exit_code == 2 and "no download link is recorded" in result.output

@@ -28,6 +28,7 @@ from app.cli import app
 from app.cli_models import register
 from app.model_download import DownloadError
 from app.model_fetch import downloads_folder
+from app.model_pull import pull_one
 from syntumor_core.checkpoints import save_checkpoint
 from syntumor_core.errors import CheckpointError
 
@@ -187,11 +188,11 @@ def test_an_interrupted_download_resumes_where_it_stopped(registry_file, dropbox
     _Dropbox.interrupted.add("gb01/model.pt")
     data_dir = tmp_path / "data"
     with pytest.raises(DownloadError, match="broke off.*again to resume"):
-        registry.pull("unet_synt", data_dir, base_url=dropbox)
+        pull_one("unet_synt", data_dir, base_url=dropbox)
     partial = downloads_folder(data_dir) / "unet_synt.part"
     assert partial.read_bytes() == data[: len(data) // 2]
     assert _status(data_dir, "unet_synt") == "remote"
-    path = registry.pull("unet_synt", data_dir, base_url=dropbox)
+    path = pull_one("unet_synt", data_dir, base_url=dropbox)
     assert path.read_bytes() == data and not partial.exists()
     assert _Dropbox.log[-1] == ("/dl/gb01/model.pt", f"bytes={len(data) // 2}-")
     assert _Dropbox.log[-2] == ("/s/gb01/model.pt?dl=1", f"bytes={len(data) // 2}-")
@@ -203,10 +204,10 @@ def test_the_first_sha256_is_recorded_and_another_file_later_refused(
     first = _checkpoint_bytes(tmp_path, 3)
     _Dropbox.files["gb01/model.pt"] = first
     data_dir = tmp_path / "data"
-    registry.pull("unet_synt", data_dir, base_url=dropbox)
+    pull_one("unet_synt", data_dir, base_url=dropbox)
     record = json.loads((data_dir / "models" / "checksums.json").read_text())
     assert record["unet_synt"]["sha256"] == hashlib.sha256(first).hexdigest()
-    registry.pull("unet_synt", data_dir, base_url=dropbox)  # the same file again: accepted
+    pull_one("unet_synt", data_dir, base_url=dropbox)  # the same file again: accepted
     _Dropbox.files["gb01/model.pt"] = _checkpoint_bytes(tmp_path, 4)  # a valid, other file
     result = _pull("unet_synt", "--base-url", dropbox, "--data-dir", str(data_dir))
     assert result.exit_code == 2
@@ -225,7 +226,7 @@ def test_a_file_of_another_architecture_is_refused(registry_file, dropbox, tmp_p
     with pytest.raises(
         CheckpointError, match="does not fit architecture 'unet'.*swin_unetrv2_tiny"
     ):
-        registry.pull("unet_synt", data_dir, base_url=dropbox)
+        pull_one("unet_synt", data_dir, base_url=dropbox)
     assert _status(data_dir, "unet_synt") == "remote"
     assert not (data_dir / "models" / "unet_synt").exists()
     assert not (data_dir / "models" / "checksums.json").exists()
