@@ -10,9 +10,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
+from annotated_types import Interval
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+MAX_DB_INT = 2**31 - 1
+"""The largest value of an ``INTEGER`` column in every database the app runs on (PostgreSQL's;
+SQLite's is 2**63 - 1). Every integer a request carries, in its path, query or body, is bounded
+by it through the types below, so a huge number is refused before it reaches the database (and
+the bounds show in the OpenAPI schema). An id out of range in a path is answered 404 like any
+unknown id (see ``app.main``)."""
+
+Id = Annotated[int, Interval(ge=1, le=MAX_DB_INT)]
+"""A row id (path, query or body)."""
+Count = Annotated[int, Interval(ge=0, le=MAX_DB_INT)]
+"""An offset or a count."""
+DbInt = Annotated[int, Interval(ge=-MAX_DB_INT - 1, le=MAX_DB_INT)]
+"""Any other integer the database may store (label values, voxel indices)."""
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Connections to a SQLite file are cheap; enough for every thread of the server's thread pool

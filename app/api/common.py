@@ -5,31 +5,18 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Annotated, Any, TypeVar
 
-from annotated_types import Interval
 from fastapi import HTTPException, Query
 from pydantic import AfterValidator, BaseModel, ValidationInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.db import MAX_DB_INT, Count, DbInt, Id  # noqa: F401  (defined with the database)
 from app.models import Job, Volume
 from syntumor_core.models import ARCHITECTURES
 from syntumor_core.synthesis import ORGAN_PROFILES, PROFILES
 
 T = TypeVar("T")
 MAX_PAGE = 200
-MAX_DB_INT = 2**31 - 1
-"""The largest value of an ``INTEGER`` column in every database the app runs on (PostgreSQL's;
-SQLite's is 2**63 - 1). Every integer a request carries, in its path, query or body, is bounded
-by it through the types below, so a huge number is refused before it reaches the database (and
-the bounds show in the OpenAPI schema). An id out of range in a path is answered 404 like any
-unknown id (see ``app.main``)."""
-
-Id = Annotated[int, Interval(ge=1, le=MAX_DB_INT)]
-"""A row id (path, query or body)."""
-Count = Annotated[int, Interval(ge=0, le=MAX_DB_INT)]
-"""An offset or a count."""
-DbInt = Annotated[int, Interval(ge=-MAX_DB_INT - 1, le=MAX_DB_INT)]
-"""Any other integer the database may store (label values, voxel indices)."""
 
 
 class PageParams(BaseModel):

@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from app import auth
-from app.api.common import Id
+from app.db import Id
 from app.models import Role, User
 from app.pages.common import render, require_page_roles
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import select
 
 from app.api.admin_schemas import EvaluatePhantoms, TrainingJobCreate, TrainPhantoms
-from app.api.common import Id
+from app.db import Id
 from app.model_registry import STATUS_LOCAL, list_models
 from app.models import Job, Role, Volume
 from app.pages.common import render, require_page_roles

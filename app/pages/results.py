@@ -12,8 +12,9 @@ from math import ceil
 from fastapi import APIRouter, HTTPException, Query, Request
 from sqlalchemy import func, select
 
-from app.api.common import Id, job_json, volume_json
+from app.api.common import job_json, volume_json
 from app.api.processing import organ_types, segmentation_json, synthesis_json
+from app.db import Id
 from app.models import Job, Role, Segmentation, Synthesis, User, Volume
 from app.pages.common import render
 from app.pages.volumes import researcher_page

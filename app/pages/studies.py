@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import select
 
 from app import auth
-from app.api.common import Id
+from app.db import Id
 from app.models import Role, User, Volume
 from app.models_studies import Study, StudyReader
 from app.pages import studies_reader

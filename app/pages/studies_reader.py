@@ -12,8 +12,8 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
 from app import auth, throttle
-from app.api.common import Id
 from app.api.studies_reader import remember_reader, session_reader, token_reader
+from app.db import Id
 from app.models import Role
 from app.models_studies import StudyReader
 from app.pages.common import page_user, render

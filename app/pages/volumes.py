@@ -13,7 +13,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
-from app.api.common import Id, volume_json
+from app.api.common import volume_json
+from app.db import Id
 from app.models import Role, Segmentation, Synthesis, User, Volume
 from app.pages.common import render, require_page_roles
 from app.services import volumes as volume_service
