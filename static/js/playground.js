@@ -133,17 +133,19 @@ export async function startPlayground(panel, volume) {
     state.timer = setTimeout(() => preview().catch((error) => say(`No preview: ${error.message}`)), PREVIEW_DELAY_MS);
   }
 
-  // A click that moves the crosshair places a tumor there (while placing).
+  const addAtCrosshair = () => {
+    const point = viewer.crosshairVoxel();
+    if (!point) return;
+    state.tumors.push(point);
+    state.added = point;
+    changed();
+  };
+  // A click that moves the crosshair places a tumor there (while placing); from the keyboard,
+  // the slice sliders move the crosshair and the button adds the tumor.
   viewer.canvas.addEventListener("click", () => {
-    if (!state.placing || viewer.tool !== "crosshair") return;
-    setTimeout(() => {
-      const point = viewer.crosshairVoxel();
-      if (!point) return;
-      state.tumors.push(point);
-      state.added = point;
-      changed();
-    }, 0);
+    if (state.placing && viewer.tool === "crosshair") setTimeout(addAtCrosshair, 0);
   });
+  $("pg-add").addEventListener("click", addAtCrosshair);
   $("pg-place").addEventListener("click", () => {
     state.placing = !state.placing;
     $("pg-place").setAttribute("aria-pressed", String(state.placing));

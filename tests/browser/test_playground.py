@@ -137,3 +137,36 @@ def test_click_to_place_preview_and_apply(page, web_server, researcher, scan):
     spacing = np.array(scan["image"]["spacing_mm"])
     mass = np.array(ndimage.center_of_mass(tumor))
     assert np.linalg.norm((mass - placed) * spacing) <= max(5.0, float(np.linalg.norm(spacing)))
+
+
+@pytest.mark.slow
+def test_a_tumor_placed_by_keyboard_at_1366x768(browser, web_server, researcher, scan):
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    log_in(page, web_server, *researcher)
+    page.goto(f"{web_server.url}/volumes/{scan['image']['id']}")
+    canvas = page.locator("#tile-main canvas")
+    wait_for_render(canvas)
+    before = page.locator('.slice-number[data-axis="0"]').text_content()
+    page.locator("input[name=slice-sagittal]").focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowLeft")  # the sagittal slider moves the crosshair
+    expect(page.locator('.slice-number[data-axis="0"]')).not_to_have_text(before)
+    page.locator("#pg-add").focus()
+    page.keyboard.press("Enter")
+    playground = page.locator("#playground")
+    page.wait_for_function(
+        "() => /^(refused|\\d+)$/.test(document.querySelector('#playground').dataset.preview || '')",
+        timeout=T,
+    )
+    if playground.get_attribute("data-preview") == "refused":  # the centre is not deep in liver
+        expect(page.locator("#pg-status")).to_contain_text("Not placed: the point")
+        expect(page.locator("#pg-tumors li")).to_have_count(0)
+    else:
+        expect(page.locator("#pg-tumors li")).to_have_count(1)
+        expect(page.locator("#pg-apply")).to_be_enabled()
+        page.locator("#pg-tumors li button").focus()
+        page.keyboard.press("Enter")  # removed from the keyboard too
+        expect(page.locator("#pg-tumors li")).to_have_count(0)
+    screenshot(page, "playground-keyboard-1366x768")
+    context.close()
