@@ -18,12 +18,12 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import auth
+from app.accounts import auth
 from app.db import make_engine, make_session_factory, session_scope, upgrade_database
-from app.models import Role, User, Volume
-from app.services.volumes import store_core_volume
+from app.db.tables import Role, User, Volume
 from app.settings import Settings
-from app.storage import Storage
+from app.volumes.service import store_core_volume
+from app.volumes.storage import Storage
 
 DEMO_ADMIN = "demo-admin"
 # Held-out seeds (the demo model trained on seeds 0-15) on the demo model's training grid.
@@ -146,7 +146,7 @@ def seed_demo(settings: Settings, echo: Callable[[str], None] = lambda line: Non
 
 def _register_study_seeder() -> None:
     """The reader study's demo study (one real scan: real and synthetic tumors)."""
-    from app.services.studies_demo import seed_demo_study
+    from app.studies.demo import seed_demo_study
 
     if seed_demo_study not in DEMO_SEEDERS:
         DEMO_SEEDERS.append(seed_demo_study)

@@ -1,8 +1,9 @@
 """The FastAPI application: ``create_app(settings)`` wires database, storage, worker and routes.
 
 Start it with ``syntumor serve`` (uvicorn). The lifespan migrates the database to the newest
-schema, finds jobs interrupted by a crash, and starts the embedded worker thread (unless
-``SYNTUMOR_EMBEDDED_WORKER=false``, when ``syntumor worker`` processes do the work).
+schema, finds jobs interrupted by a crash, and starts the two background services: the embedded job
+worker thread and the training supervisor (unless ``SYNTUMOR_EMBEDDED_WORKER=false``, when
+``syntumor worker`` processes do the work).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from app.accounts.sessions import SecurityHeadersMiddleware, ServerSessionMiddleware
 from app.db import make_engine, make_session_factory, upgrade_database
-from app.sessions import SecurityHeadersMiddleware, ServerSessionMiddleware
+from app.errors import AppError, code_for_status
 from app.settings import Settings
-from app.storage import Storage
+from app.volumes.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +44,17 @@ API_PREFIX = "/api/v1"
 
 def _routers():
     """Every router of the app: (module, prefix). Each module exposes ``router``."""
-    from app.api import admin, auth, jobs, processing, studies, volumes
-    from app.pages import accounts as account_pages
-    from app.pages import admin as admin_pages
-    from app.pages import main as main_pages
-    from app.pages import studies as study_pages
+    from app import home as main_pages
+    from app.accounts import api as auth
+    from app.accounts import pages as account_pages
+    from app.jobs import api as jobs
+    from app.processing import api as processing
+    from app.studies import api as studies
+    from app.studies import pages as study_pages
+    from app.studies import reader_api, reader_pages
+    from app.training import api as admin
+    from app.training import pages as admin_pages
+    from app.volumes import api as volumes
 
     return [
         (auth.router, API_PREFIX),
@@ -54,9 +62,11 @@ def _routers():
         (jobs.router, API_PREFIX),
         (processing.router, API_PREFIX),
         (studies.router, API_PREFIX),
+        (reader_api.router, API_PREFIX),
         (admin.router, API_PREFIX),
         (main_pages.router, ""),
         (study_pages.router, ""),
+        (reader_pages.router, ""),
         (admin_pages.router, ""),
         (account_pages.router, ""),
     ]
@@ -70,10 +80,13 @@ def wants_html(request: Request) -> bool:
     return "text/html" in accept or "application/json" not in accept
 
 
-def error_response(request: Request, status: int, detail, *, headers=None, **extra) -> Response:
-    """The one place that answers an error: an HTML page for browsers, JSON for the API."""
+def error_response(
+    request: Request, status: int, detail, *, code: str | None = None, headers=None, **extra
+) -> Response:
+    """The one place that answers an error: an HTML page for browsers, JSON for the API (the
+    body of :class:`app.errors.ErrorBody`)."""
     if wants_html(request):
-        from app.pages.common import error_page
+        from app.web import error_page
 
         try:
             page = error_page(request, status, detail if isinstance(detail, str) else str(detail))
@@ -83,7 +96,8 @@ def error_response(request: Request, status: int, detail, *, headers=None, **ext
         if headers and page.status_code == status:
             page.headers.update(headers)
         return page
-    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+    body = {"detail": detail, "code": code or code_for_status(status), **extra}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe_validation(errors) -> str:
@@ -96,7 +110,7 @@ def _describe_validation(errors) -> str:
 
 def _path_out_of_range(errors) -> str | None:
     """For a request with an id out of range in its path (say 2**64, past what the database
-    holds, see ``app.api.common.Id``): "<thing> <id> not found", as for any unknown id. A path
+    holds, see ``app.common.Id``): "<thing> <id> not found", as for any unknown id. A path
     that is not a number at all stays a 422."""
     out_of_range = ("less_than_equal", "greater_than_equal")
     ids = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("path",)
@@ -108,11 +122,18 @@ def _path_out_of_range(errors) -> str | None:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    """One error body everywhere: ``{"detail": "<what to fix>"}`` (plus ``errors`` for 422).
+    """One error body everywhere (:class:`app.errors.ErrorBody`): ``{"detail", "code"}``, plus
+    ``errors`` for 422.
 
     Browsers asking for a page get the same status with the error page instead
     (:func:`error_response`).
     """
+
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError):
+        return error_response(
+            request, exc.status, exc.detail, code=exc.code, headers=exc.headers, **exc.extra
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -127,12 +148,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         unknown = _path_out_of_range(exc.errors())
         if unknown is not None:
             return await http_error(request, StarletteHTTPException(404, unknown))
-        return error_response(request, 422, _describe_validation(errors), errors=errors)
+        return error_response(
+            request, 422, _describe_validation(errors), code="invalid", errors=errors
+        )
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception):
         logger.exception("unhandled error", exc_info=exc)
-        return error_response(request, 500, "internal error: the server logged the details")
+        return error_response(
+            request, 500, "internal error: the server logged the details", code="internal"
+        )
 
 
 def _install_api_docs(app: FastAPI) -> None:
@@ -190,12 +215,24 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
         worker = None
         if run_worker:
             from app import handlers  # noqa: F401  (registers the job kinds)
-            from app.worker import Worker, new_worker_id
+            from app.jobs.worker import Worker, new_worker_id
 
             worker = Worker(settings, session_factory, storage, worker_id=new_worker_id("embedded"))
             worker.start()
         app.state.worker = worker
+        # The training supervisor runs admins' training jobs as child processes (one per
+        # job, its devices held) whenever this server runs jobs itself.
+        supervisor = None
+        if settings.embedded_worker:
+            from app import handlers  # noqa: F401, F811  (registers the job kinds)
+            from app.training.supervisor import TrainingSupervisor
+
+            supervisor = TrainingSupervisor(settings, session_factory, storage)
+            supervisor.start()
+        app.state.training_supervisor = supervisor
         yield
+        if supervisor is not None:
+            supervisor.stop()
         if worker is not None:
             worker.stop()
         engine.dispose()
@@ -214,7 +251,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
     app.state.session_factory = session_factory
     app.state.storage = storage
     # Outermost last: the proxy's headers are believed (or not) before anything reads the
-    # scheme or the client address; sessions are kept on the server (app.sessions).
+    # scheme or the client address; sessions are kept on the server (app.accounts.sessions).
     app.add_middleware(ServerSessionMiddleware, secure_cookies=settings.secure_cookies)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)

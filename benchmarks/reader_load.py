@@ -124,7 +124,7 @@ def _check_stored(server, sent: dict, readings_by_token: dict) -> tuple[int, int
     """(lost, duplicated, different) answers, read back from the database."""
     from sqlalchemy import func, select
 
-    from app.models_studies import StudyAnswer, StudyReading
+    from app.db.study_tables import StudyAnswer, StudyReading
 
     with server.session() as session:
         duplicated = session.scalar(

@@ -141,7 +141,7 @@ class LiveServer:
 
     def create_user(self, role: str = "researcher", username: str | None = None) -> tuple[str, str]:
         """A new user of ``role``; returns (user name, password)."""
-        from app import auth
+        from app.accounts import auth
 
         username = username or f"{role}-{uuid.uuid4().hex[:8]}"
         password = auth.generate_password()

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 from sqlalchemy import func, select
 
-from app.models import Job, Volume
+from app.db.tables import Job, Volume
 
 SHAPE = (24, 20, 16)
 

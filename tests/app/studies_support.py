@@ -56,8 +56,8 @@ def store_case(server: LiveServer, image, labels, name: str, *, source: str = "t
     ``source`` (and ``meta``) record the image's origin as the app does: ``phantom`` with a
     ``phantom_seed``, ``sample`` for a bundled real CT, ``upload``...
     """
-    from app.services.volumes import store_core_volume
-    from app.storage import Storage
+    from app.volumes.service import store_core_volume
+    from app.volumes.storage import Storage
 
     storage = Storage(server.data_dir)
     with server.session() as session:
@@ -108,8 +108,8 @@ def ready_study_without_images(server: LiveServer, owner_name: str, n_real: int,
     """
     from sqlalchemy import select
 
-    from app.models import User
-    from app.models_studies import Study, StudyArm, StudyCase
+    from app.db.study_tables import Study, StudyArm, StudyCase
+    from app.db.tables import User
 
     with server.session() as session:
         user = session.scalar(select(User).where(User.username == owner_name))
@@ -146,7 +146,7 @@ def readings_of(server: LiveServer, reader_id: int) -> list[dict]:
     """A reader's readings in order, with the truth of each (the test's answer key)."""
     from sqlalchemy import select
 
-    from app.models_studies import StudyReading
+    from app.db.study_tables import StudyReading
 
     with server.session() as session:
         rows = session.scalars(

@@ -14,9 +14,9 @@ from contextlib import closing
 import pytest
 from typer.testing import CliRunner
 
+from app.accounts.sessions import CONTENT_SECURITY_POLICY
 from app.cli import app as cli
-from app.cli_server import register
-from app.sessions import CONTENT_SECURITY_POLICY
+from app.cli.server import register
 from tests.app.admin_support import admin_token, bearer
 from tests.app.api_support import assert_error
 from tests.live_server import LiveServer

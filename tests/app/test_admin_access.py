@@ -15,8 +15,8 @@ from contextlib import closing
 import pytest
 from sqlalchemy import select
 
-from app.models import Job, JobStatus, User
-from app.models_training import TrainingRun
+from app.db.tables import Job, JobStatus, User
+from app.db.training_tables import TrainingRun
 from tests.app.admin_support import TINY_TRAINING, admin_token, bearer
 from tests.live_server import LiveServer
 

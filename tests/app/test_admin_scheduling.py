@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from app.db import make_engine, make_session_factory, upgrade_database
-from app.models import Job, JobStatus
-from app.models_training import TrainingRun
-from app.services.gpu import Gpu, describe_devices, parse_gpus
-from app.services.training_devices import Usage, allocate
-from app.services.training_supervisor import TrainingSupervisor
+from app.db.tables import Job, JobStatus
+from app.db.training_tables import TrainingRun
 from app.settings import Settings
-from app.storage import Storage
+from app.training.devices import Usage, allocate
+from app.training.gpu import Gpu, describe_devices, parse_gpus
+from app.training.supervisor import TrainingSupervisor
+from app.volumes.storage import Storage
 
 ONE_GPU = [Gpu(0, "NVIDIA H100 80GB HBM3", 1000, 81559)]
 

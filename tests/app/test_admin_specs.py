@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from app.db import make_engine, make_session_factory, upgrade_database
-from app.services import training_specs
-from app.services.training_process import find_child, is_alive, launch, stop_tree
-from app.services.volumes import store_core_volume
-from app.storage import Storage
+from app.training import specs as training_specs
+from app.training.process import find_child, is_alive, launch, stop_tree
+from app.volumes.service import store_core_volume
+from app.volumes.storage import Storage
 from syntumor_core.errors import ParameterError
 from tests.app.admin_support import TINY_TRAINING
 

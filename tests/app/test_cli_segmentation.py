@@ -14,7 +14,7 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.cli_segmentation import DEFAULT_REFINE_MARGIN, register
+from app.cli.segmentation import DEFAULT_REFINE_MARGIN, register
 from syntumor_core.checkpoints import save_checkpoint
 from syntumor_core.metrics import evaluate_case
 from syntumor_core.models import build_model
@@ -202,7 +202,7 @@ def test_evaluate_missing_split_is_a_clear_error(fold, tmp_path):
 
 
 def test_segment_lesion_filter_options_reach_the_labels_and_the_sidecar(fold, tmp_path):
-    from app.cli_segmentation import DEFAULT_MIN_LESION_MM3
+    from app.cli.segmentation import DEFAULT_MIN_LESION_MM3
     from syntumor_core.postprocess import DEFAULT_MIN_LESION_MM3 as CORE_DEFAULT
 
     assert DEFAULT_MIN_LESION_MM3 == CORE_DEFAULT

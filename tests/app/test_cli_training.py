@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.cli_training import register
+from app.cli.training import register
 from syntumor_core.checkpoints import load_checkpoint_file
 from syntumor_core.phantom import make_phantom
 from syntumor_core.volume import Volume, save_nifti
@@ -112,9 +112,9 @@ def test_two_processes_under_torchrun_write_the_same_layout(fold, tmp_path):
     common = ["--data", str(fold), *TINY_FLAGS, "--max-steps", "2", "--no-syn"]
     result = runner.invoke(app, ["train", "--out", str(single), *common])
     assert result.exit_code == 0, result.output
-    # app.cli_training runs the syntumor app with `train` registered (as app.cli will).
+    # python -m app.cli runs the syntumor app (train included) under torchrun.
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", "-m", "app.cli_training", "train", "--out", str(double),
+               "--nproc_per_node", "2", "-m", "app.cli", "train", "--out", str(double),
                *common]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     completed = subprocess.run(command, cwd=REPO, env=environment, capture_output=True,

@@ -8,8 +8,8 @@ import io
 import pytest
 
 from app.exports import neutralize
-from app.services.processing import write_lesion_files
-from app.services.studies_results import answers_csv
+from app.processing.service import write_lesion_files
+from app.studies.results import answers_csv
 
 HOSTILE = ['=HYPERLINK("http://evil","x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
 

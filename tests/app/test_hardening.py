@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.model_registry import ModelRegistryError, all_entries, resolve_model
+from app.registry.catalog import ModelRegistryError, all_entries, resolve_model
 from tests.app.admin_support import admin_token, bearer
 from tests.app.api_support import assert_error, ct_array, nifti_bytes
 from tests.live_server import LiveServer
@@ -203,7 +203,7 @@ def other(server):
 
 def _study_case(server, owner_id: int | None, source: str = "study") -> int:
     """A volume a study's preparation made (source 'study'), owned by the study's owner."""
-    from app.models import Volume
+    from app.db.tables import Volume
 
     with server.session() as session:
         template = session.get(Volume, 1)

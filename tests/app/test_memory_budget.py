@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import app as cli
-from app.cli_segmentation import register
+from app.cli.segmentation import register
 from syntumor_core.errors import VolumeError
 from syntumor_core.volume import (
     MAX_RESAMPLED_VOXELS,
@@ -94,7 +94,7 @@ def test_an_upload_over_the_budget_is_refused_and_nothing_stays(server):
 
 
 def test_a_job_over_the_budget_fails_at_start_with_the_numbers(server):
-    from app.models import Volume
+    from app.db.tables import Volume
 
     with server.token_client("researcher") as client:
         image = client.post("/api/v1/volumes", params={"name": "ct.nii.gz"},
@@ -131,7 +131,7 @@ def test_a_training_run_whose_grid_is_over_the_budget_is_refused(server):
 def test_the_train_cli_refuses_grids_over_the_budget(tmp_path):
     import json
 
-    from app.cli_training import register as register_train
+    from app.cli.training import register as register_train
 
     register_train(cli)
     phantoms = runner.invoke(cli, ["train", "--out", str(tmp_path / "run"), "--phantoms", "2",

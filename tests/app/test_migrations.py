@@ -17,10 +17,10 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
-import app.models  # noqa: F401  (registers every table on Base)
-from app.db import alembic_config, upgrade_database
-from app.models import Base
+from app.db import alembic_config, load_all_tables, upgrade_database
 from tests.live_server import test_database_url as fresh_database_url
+
+Base = load_all_tables()
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("SYNTUMOR_TEST_DATABASE_URL") else [])
 

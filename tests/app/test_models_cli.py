@@ -22,11 +22,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import app.model_registry as registry
+import app.registry.catalog as registry
 from app.cli import app
-from app.cli_models import register
-from app.model_download import DownloadError, direct_download_url
-from app.model_pull import pull_one
+from app.cli.registry import register
+from app.registry.download import DownloadError, direct_download_url
+from app.registry.pull import pull_one
 from syntumor_core.checkpoints import load_model, save_checkpoint
 from syntumor_core.errors import CheckpointError, ParameterError
 from syntumor_core.models import ARCHITECTURES, build_model

@@ -22,13 +22,13 @@ import torch
 from monai.networks.nets import UNet
 from typer.testing import CliRunner
 
-import app.model_registry as registry
+import app.registry.catalog as registry
 import syntumor_core.checkpoints as checkpoints
 from app.cli import app
-from app.cli_models import register
-from app.model_download import DownloadError
-from app.model_fetch import downloads_folder
-from app.model_pull import pull_one
+from app.cli.registry import register
+from app.registry.download import DownloadError
+from app.registry.fetch import downloads_folder
+from app.registry.pull import pull_one
 from syntumor_core.checkpoints import save_checkpoint
 from syntumor_core.errors import CheckpointError
 

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import make_engine, make_session_factory, upgrade_database
-from app.models import FINISHED_STATUSES, Job
+from app.db.tables import FINISHED_STATUSES, Job
 from tests.live_server import REPO
 from tests.live_server import test_database_url as fresh_database_url
 

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.cli_segmentation import register
+from app.cli.segmentation import register
 from tests.app.api_support import read_events
 
 register(app)

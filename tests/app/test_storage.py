@@ -1,6 +1,6 @@
 """Storage and the bounded-memory NIfTI check, in this process (no server).
 
-:func:`app.nifti_scan.scan_nifti` must accept what the core's loader accepts and refuse what
+:func:`app.volumes.scan.scan_nifti` must accept what the core's loader accepts and refuse what
 it refuses, with the uploaded name (never a server path) in the message.
 """
 
@@ -13,9 +13,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from app import nifti_scan
-from app.nifti_scan import NiftiScanError, scan_nifti
-from app.storage import Storage, UploadError
+from app.volumes import scan as nifti_scan
+from app.volumes.scan import NiftiScanError, scan_nifti
+from app.volumes.storage import Storage, UploadError
 from syntumor_core.errors import VolumeError
 from syntumor_core.volume import load_label_nifti, load_nifti
 

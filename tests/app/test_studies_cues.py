@@ -46,7 +46,7 @@ def _truths(server: LiveServer) -> dict[str, str]:
     """Reading token → truth of its case, for the demo reader's first showings."""
     from sqlalchemy import select
 
-    from app.models_studies import StudyReader
+    from app.db.study_tables import StudyReader
 
     with server.session() as session:
         reader = session.scalar(select(StudyReader).where(StudyReader.label == "Demo reader"))

@@ -147,7 +147,7 @@ def test_the_cli_lists_the_warnings_and_takes_acknowledge(server, owner, volumes
 
 
 def _study_with_sizes(real: list[float], synthetic: list[float]):
-    from app.models_studies import Study, StudyArm, StudyCase
+    from app.db.study_tables import Study, StudyArm, StudyCase
 
     study = Study(title="sizes", design={})
     for position, (truth, sizes) in enumerate((("real", real), ("synthetic", synthetic))):
@@ -160,7 +160,7 @@ def _study_with_sizes(real: list[float], synthetic: list[float]):
 
 
 def test_measured_tumor_sizes_are_compared_after_preparation():
-    from app.services.studies_results import design_summary
+    from app.studies.results import design_summary
 
     apart = design_summary(_study_with_sizes([10, 11, 12, 13, 14], [30, 31, 32, 33, 34]))
     size_check = [c for c in apart["checks"] if c["code"] == "tumor_sizes_differ"]

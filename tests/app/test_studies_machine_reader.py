@@ -43,8 +43,8 @@ def _results_page(researcher, study_id: int) -> tuple[str, str]:
 
 def _labelled_study(server, researcher) -> int:
     """Two real cases (4 round lesions each) and two synthetic ones (paper, small tumors)."""
-    from app.models import User
-    from app.models_studies import Study, StudyArm, StudyCase
+    from app.db.study_tables import Study, StudyArm, StudyCase
+    from app.db.tables import User
     from syntumor_core.synthesis import synthesize
     from syntumor_core.volume import Volume
 
@@ -126,8 +126,8 @@ def test_an_unknown_study_is_one_line(server):
     ],
 )
 def test_the_lesion_value_follows_the_label_maps_legend(legend, expected):
-    from app.models import Volume
-    from app.services.studies_machine_reader import tumor_value
+    from app.db.tables import Volume
+    from app.studies.machine_reader import tumor_value
 
     meta = {"labels": legend} if legend else {}
     assert tumor_value(Volume(kind="label", meta=meta)) == expected

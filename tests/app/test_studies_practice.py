@@ -148,13 +148,13 @@ def test_the_question_set_is_summarized_per_arm_and_answer(setting):
 
 def test_the_pages_show_the_summary_and_never_the_practice(server, setting):
     username = setting["owner"].username
-    from app import auth
+    from app.accounts import auth
 
     password = auth.generate_password()
     with server.session() as session:
         from sqlalchemy import select
 
-        from app.models import User
+        from app.db.tables import User
 
         user = session.scalar(select(User).where(User.username == username))
         user.password_hash = auth.hash_password(password)

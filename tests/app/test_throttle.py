@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from app.throttle import Backoff
+from app.accounts.throttle import Backoff
 from tests.app.api_support import assert_error
 from tests.live_server import LiveServer
 
@@ -108,7 +108,7 @@ def test_reader_token_guesses_are_throttled_per_address(server):
 
 def test_the_wait_doubles_with_every_failure_past_the_free_ones(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr("app.throttle.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("app.accounts.throttle.time.monotonic", lambda: now[0])
     backoff = Backoff(free=2, first_wait_s=10, max_wait_s=35)
     waits = []
     for _ in range(5):

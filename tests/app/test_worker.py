@@ -1,6 +1,6 @@
 """The job worker: claiming, cancelling, and recovering jobs whose worker died.
 
-The first tests drive :class:`app.worker.Worker` in this process on a real database (SQLite,
+The first tests drive :class:`app.jobs.worker.Worker` in this process on a real database (SQLite,
 or PostgreSQL in CI's second pass); the last ones (``slow``: they segment) cancel a real
 server's segmentation midway, and kill a server in the middle of one and start it again on
 the same data.
@@ -20,10 +20,10 @@ from sqlalchemy import select
 
 import app.handlers  # noqa: F401  (registers the job kinds, "sleep" among them)
 from app.db import make_engine, make_session_factory, upgrade_database
-from app.models import Job, Segmentation, Volume
+from app.db.tables import Job, Segmentation, Volume
+from app.jobs.worker import Worker, new_worker_id, request_cancel
 from app.settings import Settings
-from app.storage import Storage
-from app.worker import Worker, new_worker_id, request_cancel
+from app.volumes.storage import Storage
 from tests.app.api_support import assert_error, user_id, wait_until
 from tests.live_server import LiveServer
 from tests.live_server import test_database_url as fresh_database_url

@@ -137,8 +137,8 @@ def test_gpu_names_and_memory_are_shown(page, tmp_path):
     import os
     import socket
 
-    from app.models import Job, JobStatus
-    from app.models_training import TrainingRun
+    from app.db.tables import Job, JobStatus
+    from app.db.training_tables import TrainingRun
     from tests.live_server import LiveServer
 
     fake = tmp_path / "bin" / "nvidia-smi"

@@ -280,8 +280,8 @@ def test_organ_label_values_come_from_the_legend(
     import nibabel as nib
     import numpy as np
 
-    from app.api.processing import organ_types
-    from app.models import Volume
+    from app.db.tables import Volume
+    from app.processing.schemas import organ_types
     from syntumor_core.phantom import LABELS
 
     # The same organ labels stored as int16 (other bytes, so a new volume), given a legend.

@@ -449,8 +449,8 @@ def test_owner_sees_results_with_plots(page, web_server, study):
     with web_server.session() as session:
         from sqlalchemy import select
 
-        from app import auth
-        from app.models import User
+        from app.accounts import auth
+        from app.db.tables import User
 
         user = session.scalar(select(User).where(User.username == username))
         password = auth.generate_password()

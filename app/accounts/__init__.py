@@ -1,0 +1,1 @@
+"""Accounts: users, passwords, server-side sessions, API tokens, throttling (service, API, pages)."""

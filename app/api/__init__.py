@@ -1,1 +1,0 @@
-"""The REST API under ``/api/v1``: one router module per resource."""

@@ -1,0 +1,1 @@
+"""Processing: segmentation and synthesis requests on stored volumes (service, API, pages, playground)."""

@@ -1,0 +1,1 @@
+"""The published realism report shown on /realism."""

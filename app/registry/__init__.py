@@ -1,0 +1,1 @@
+"""The model registry: registered checkpoints, downloads, checksums, pull jobs."""

@@ -1,0 +1,1 @@
+"""Training and evaluation jobs run by admins: specs, child processes, supervisor, results (API, pages)."""

@@ -1,0 +1,1 @@
+"""Volumes: stored CT and label maps, the upload scan, storage (service, API, pages)."""
