@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import HTTPException, Query
-from pydantic import AfterValidator, BaseModel, ValidationInfo
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db import MAX_DB_INT, Count, DbInt, Id  # noqa: F401  (defined with the database)
-from app.db.tables import Job, Volume
 from syntumor_core.models import ARCHITECTURES
 from syntumor_core.synthesis import ORGAN_PROFILES, PROFILES
 
 T = TypeVar("T")
 MAX_PAGE = 200
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list: its ``items``, how many there are in all, and where the page is."""
+
+    items: list[T]
+    total: int = Field(description="Items in the whole list.")
+    limit: int = Field(description="Items per page, as asked.")
+    offset: int = Field(description="Items skipped, as asked.")
 
 
 class PageParams(BaseModel):
@@ -47,44 +55,6 @@ def get_or_404(session: Session, model: type[T], row_id: int, what: str) -> T:
     if row is None:
         raise HTTPException(404, f"{what} {row_id} not found")
     return row
-
-
-def volume_json(volume: Volume) -> dict[str, Any]:
-    return {
-        "id": volume.id,
-        "name": volume.name,
-        "kind": volume.kind,
-        "source": volume.source,
-        "sha256": volume.sha256,
-        "size_bytes": volume.size_bytes,
-        "shape": volume.shape,
-        "spacing_mm": volume.spacing,
-        "image_id": volume.image_id,
-        "labels": (volume.meta or {}).get("labels"),
-        "format": (volume.meta or {}).get("format"),
-        "created_at": volume.created_at.isoformat(),
-        "download_url": f"/api/v1/volumes/{volume.id}/file",
-    }
-
-
-def job_json(job: Job, *, with_log: bool = False) -> dict[str, Any]:
-    data = {
-        "id": job.id,
-        "kind": job.kind,
-        "status": job.status,
-        "progress": round(job.progress, 4),
-        "message": job.message,
-        "error": job.error,
-        "result": job.result,
-        "attempts": job.attempts,
-        "cancel_requested": job.cancel_requested,
-        "created_at": job.created_at.isoformat() if job.created_at else None,
-        "started_at": job.started_at.isoformat() if job.started_at else None,
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-    }
-    if with_log:
-        data["log"] = job.log
-    return data
 
 
 def _one_of(options: Collection[str]) -> AfterValidator:

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import deps
-from app.common import Id, PageParams, get_or_404, job_json, page_params, paginate
+from app.common import Id, PageParams, get_or_404, page_params, paginate
 from app.db.tables import FINISHED_STATUSES, Job, Role, User
+from app.jobs.schemas import job_json
 from app.jobs.worker import request_cancel
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

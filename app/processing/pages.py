@@ -12,12 +12,13 @@ from math import ceil
 from fastapi import APIRouter, HTTPException, Query, Request
 from sqlalchemy import func, select
 
-from app.common import job_json, volume_json
 from app.db import Id
 from app.db.tables import Job, Role, Segmentation, Synthesis, User, Volume
+from app.jobs.schemas import job_json
 from app.processing.schemas import organ_types, segmentation_json, synthesis_json
 from app.volumes import service as volume_service
 from app.volumes.pages import researcher_page
+from app.volumes.schemas import volume_json
 from app.web import render
 from syntumor_core.synthesis import PROFILES
 

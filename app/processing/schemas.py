@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from app.common import DbInt, Id, OrganName, ProfileName, job_json
-from app.db.tables import Segmentation, Synthesis
 from syntumor_core.postprocess import DEFAULT_MIN_LESION_MM3
+
+from app.common import DbInt, Id, OrganName, ProfileName
+from app.db.tables import Segmentation, Synthesis
+from app.jobs.schemas import job_json
 from syntumor_core.synthesis import ORGAN_PROFILES, get_organ_profile
 
 

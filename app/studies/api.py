@@ -18,9 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import deps
-from app.common import Id, PageParams, job_json, page_params, paginate
+from app.common import Id, PageParams, page_params, paginate
 from app.db.study_tables import Study, StudyReader
 from app.db.tables import Role, User
+from app.jobs.schemas import job_json
 from app.studies import checks as studies_checks
 from app.studies import service, views
 from app.studies.schemas import ReaderCreate, StudyCreate

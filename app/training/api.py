@@ -17,9 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import deps
-from app.common import Count, Id, PageParams, get_or_404, job_json, page_params, paginate
+from app.common import Count, Id, PageParams, get_or_404, page_params, paginate
 from app.db.tables import FINISHED_STATUSES, Job, JobStatus, User
 from app.db.training_tables import TrainingRun
+from app.jobs.schemas import job_json
 from app.jobs.worker import request_cancel
 from app.registry import pull_jobs as model_pulls
 from app.registry.catalog import (

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.common import job_json
 from app.db.tables import FINISHED_STATUSES, Job, JobStatus
 from app.db.training_tables import TrainingPoint, TrainingRun
+from app.jobs.schemas import job_json
 from app.training.gpu import Gpu, describe_devices
 
 MAX_TRAIN_POINTS = 2000

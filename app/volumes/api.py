@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app import deps
-from app.common import MAX_DB_INT, Id, PageParams, page_params, paginate, volume_json
+from app.common import MAX_DB_INT, Id, PageParams, page_params, paginate
 from app.db.tables import Role, User, Volume
 from app.registry.catalog import finest_grid_mm
 from app.volumes import service as volume_service
+from app.volumes.schemas import volume_json
 from app.volumes.storage import UploadError, safe_display_name, upload_format
 from syntumor_core.errors import VolumeError
 

@@ -13,10 +13,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
-from app.common import volume_json
 from app.db import Id
 from app.db.tables import Role, Segmentation, Synthesis, User, Volume
 from app.volumes import service as volume_service
+from app.volumes.schemas import volume_json
 from app.web import render, require_page_roles
 
 router = APIRouter(include_in_schema=False)
