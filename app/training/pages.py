@@ -2,7 +2,7 @@
 
 Every page needs the admin role (others get a 403 page; anonymous visitors go to the login
 page). The pages embed the API's JSON for their first paint; their scripts
-(``static/js/admin-*.js``) call ``/api/v1/admin/…`` and follow a job's server-sent events.
+(``static/js/admin_*.js``) call ``/api/v1/admin/…`` and follow a job's server-sent events.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 // as server-sent events bring new points, devices, log tail; Stop and Re-run; an evaluation's
 // results (per-case table, detection sensitivity per lesion size) once it has finished.
 
-import { ADMIN_API, formatDuration } from "./admin-api.js";
+import { ADMIN_API, formatDuration } from "./admin_api.js";
 import { request } from "./api.js";
 import { pageData } from "./ui.js";
-import { LineChart, drawBarChart } from "./admin-chart.js";
+import { LineChart, drawBarChart } from "./admin_chart.js";
 
 const initial = pageData();
 const jobId = initial.id;

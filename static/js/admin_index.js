@@ -2,7 +2,7 @@
 // while any of them is queued or running. The models panel: download a registered model (a
 // model_pull job, followed over its server-sent events).
 
-import { ADMIN_API } from "./admin-api.js";
+import { ADMIN_API } from "./admin_api.js";
 import { followJob, getJSON, postJSON, request } from "./api.js";
 
 const REFRESH_MS = 3000;

@@ -2,7 +2,7 @@
 // weights of the chosen organ, and send the form as JSON to the admin API; on success go to the
 // new job's live page, else show the server's reason next to the button.
 
-import { ADMIN_API } from "./admin-api.js";
+import { ADMIN_API } from "./admin_api.js";
 import { request } from "./api.js";
 import { pageData } from "./ui.js";
 
