@@ -1,6 +1,6 @@
 """``/api/v1/jobs`` against real servers: list, get, cancel and server-sent events.
 
-Jobs of the ``sleep`` kind (app/services/diagnostics.py) are put straight into the database:
+Jobs of the ``sleep`` kind (app/jobs/diagnostics.py) are put straight into the database:
 cheap, and as long as a test needs. A second server without a worker keeps jobs queued.
 """
 
