@@ -5,7 +5,7 @@ windows of 96³ at overlap 0.75 on the 1 mm grid). Networks have random-init wei
 0): fine for timing; the agreement of random networks is a harsh test, since their logits are
 nearly tied everywhere while trained ones are confident almost everywhere.
 
-Columns: seconds per volume for the whole pipeline of :class:`Segmenter` (``parity``,
+Columns: seconds per volume for the whole pipeline of :class:`Predictor` (``parity``,
 ``fast``) and for the bare call ``sliding_window_inference(x, (96,96,96), 1, model,
 overlap=0.75, mode="gaussian")`` on the preprocessed volume (``direct``, the authors'
 evaluation settings), the speed-up of ``fast`` over ``direct``, and the share of voxels where
@@ -46,17 +46,13 @@ from monai.inferers import sliding_window_inference
 from scipy import ndimage
 from torch import nn
 
-from syntumor_core.inference import (
-    REFINE_MARGIN,
-    Segmenter,
-    _Blend,
-    _coarse_window_indices,
-    postprocess,
-    window_slices,
-)
 from syntumor_core.metrics import dice
 from syntumor_core.models import build_model
 from syntumor_core.phantom import make_phantom
+from syntumor_core.segmentation import REFINE_MARGIN, Predictor, RunPlan, window_slices
+from syntumor_core.segmentation.postprocess import postprocess
+from syntumor_core.segmentation.refine import coarse_window_indices
+from syntumor_core.segmentation.windows import Blend, WindowRun
 from syntumor_core.synthesis import synthesize
 from syntumor_core.volume import Volume
 
@@ -94,10 +90,10 @@ def direct_call(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         return sliding_window_inference(batch, ROI, 1, model, overlap=0.75, mode="gaussian")
 
 
-def warm_up(segmenters: list[Segmenter], device: str) -> None:
+def warm_up(predictor: Predictor, runs: dict[str, dict], device: str) -> None:
     window = torch.rand(1, 1, *ROI, device=device)
-    for segmenter in segmenters:
-        segmenter.sliding_window_logits(window)
+    for options in runs.values():
+        predictor.sliding_window_logits(window, **options)
 
 
 def stages(result) -> str:
@@ -110,22 +106,20 @@ def run_full(volume: Volume, arch: str, device: str, explicit_direct: bool) -> l
     With ``explicit_direct`` false, the direct call's time is parity's sliding-window stage,
     which is that very call (plus a counter around the model).
     """
-    model = random_model(arch)
-    segmenters = {"parity": Segmenter(model, arch=arch, mode="parity", device=device),
-                  "fast": Segmenter(model, arch=arch, mode="fast", device=device)}  # fmt: skip
+    predictor = Predictor(random_model(arch), arch=arch, device=device)
+    runs: dict[str, dict] = {"parity": {"mode": "parity"}, "fast": {"mode": "fast"}}
     if device == "cuda" and explicit_direct:
-        segmenters["fast, no AMP"] = Segmenter(model, arch=arch, device=device, amp=False)
-    warm_up(list(segmenters.values()), device)
+        runs["fast, no AMP"] = {"amp": False}
+    warm_up(predictor, runs, device)
     results = {}
-    for mode, segmenter in segmenters.items():
-        results[mode] = timed(device, segmenter.predict, volume)
+    for mode, options in runs.items():
+        results[mode] = timed(device, predictor.predict, volume, **options)
         print(f"<!-- {device} {arch} {mode}: {stages(results[mode][0])} -->", flush=True)
     direct_peak, how = None, "full; direct = parity's sliding-window stage"
     direct = results["parity"][0].timings["sliding_window"]
     if explicit_direct:
-        parity = segmenters["parity"]
-        batch = parity.preprocess(volume).as_tensor()[None]
-        _, direct, direct_peak = timed(device, direct_call, parity.model, batch)
+        batch = predictor.preprocess(volume).as_tensor()[None]
+        _, direct, direct_peak = timed(device, direct_call, predictor.model, batch)
         how = "full"
     reference = results["parity"][0].labels.array
     return [
@@ -137,21 +131,31 @@ def run_full(volume: Volume, arch: str, device: str, explicit_direct: bool) -> l
 
 
 def network_seconds_per_window(
-    segmenter: Segmenter, windows: list[torch.Tensor], passes: int = 0
+    predictor: Predictor, plan: RunPlan, windows: list[torch.Tensor], passes: int = 0
 ) -> tuple[float, float]:
-    """Mean seconds of the network alone per window, in the segmenter's batch and execution
-    (compiled when a run of ``passes`` forward passes would compile it), and the seconds of
-    the first call (which builds the compiled network) beyond one pass."""
-    size = segmenter.sw_batch_size
+    """Mean seconds of the network alone per window, in the plan's batch and execution
+    (parity: the plain model; fast: compiled when a run of ``passes`` forward passes would
+    compile it), and the seconds of the first call (which builds the compiled network)
+    beyond one pass."""
+    size = plan.sw_batch_size
     groups = [torch.cat(windows[i : i + size]) for i in range(0, len(windows), size)]
-    compiled = segmenter._network_for(passes) is not None
+    if plan.parity:
+
+        def forward(group: torch.Tensor) -> torch.Tensor:
+            return predictor.model(group).float()
+    else:
+        compiled = predictor.fast.compiled_for(passes, plan) is not None
+
+        def forward(group: torch.Tensor) -> torch.Tensor:
+            return predictor.fast.forward(group, plan, compiled)
+
     with torch.inference_mode():
         started = time.perf_counter()
-        segmenter._forward(groups[0], compiled)  # warm-up (and compiling)
+        forward(groups[0])  # warm-up (and compiling)
         first = time.perf_counter() - started
         started = time.perf_counter()
         for group in groups:
-            segmenter._forward(group, compiled)
+            forward(group)
     seconds = (time.perf_counter() - started) / sum(len(group) for group in groups)
     return seconds, max(first - seconds * len(groups[0]), 0.0)
 
@@ -181,31 +185,29 @@ def forward_passes(batch: torch.Tensor, slices: list) -> int:
 
 def run_estimated(volume: Volume, liver: np.ndarray, arch: str, args) -> list[dict]:
     """CPU rows from the pipeline's fixed costs plus sampled network time (module docstring)."""
-    model = random_model(arch)
-    parity = Segmenter(model, arch=arch, mode="parity", device="cpu")
-    fast = Segmenter(model, arch=arch, mode="fast", device="cpu")
-    batch = parity.preprocess(volume).as_tensor()[None]
+    predictor = Predictor(random_model(arch), arch=arch, device="cpu")
+    parity, fast = predictor.plan(mode="parity"), predictor.plan(mode="fast")
+    batch = predictor.preprocess(volume).as_tensor()[None]
     slices = window_slices(batch.shape[2:], ROI, 0.75)
     fast_passes = forward_passes(batch, slices)
     picks = np.linspace(0, len(slices) - 1, args.sample_windows).round().astype(int)
     windows = [batch[(slice(None), slice(None), *slices[i])] for i in picks]
     per_window, build = {}, {}
-    per_window["parity"], _ = network_seconds_per_window(parity, windows)
+    per_window["parity"], _ = network_seconds_per_window(predictor, parity, windows)
     per_window["fast"], build["fast"] = network_seconds_per_window(
-        fast, windows, math.ceil(fast_passes / fast.sw_batch_size)
+        predictor, fast, windows, math.ceil(fast_passes / fast.sw_batch_size)
     )
     del batch
-    stand_in = nn.Conv3d(1, 3, kernel_size=1)
+    pipeline = Predictor(nn.Conv3d(1, 3, kernel_size=1), arch=arch, device="cpu")  # stand-in
     fixed = {}
     for mode in ("parity", "fast"):
-        pipeline = Segmenter(stand_in, arch=arch, mode=mode, device="cpu", compile=False)
-        result = pipeline.predict(volume)
+        result = pipeline.predict(volume, mode=mode, compile=False)
         fixed[mode] = (result.seconds + build.get(mode, 0.0), result.timings["sliding_window"])
     run_counts = {"parity": len(slices), "fast": fast_passes}
     direct = fixed["parity"][1] + len(slices) * per_window["parity"]
     small = crop_around_liver(volume, liver, args.crop_mm)
-    labels = {mode: segmenter.predict(small).labels.array for mode, segmenter in
-              (("parity", parity), ("fast", fast))}  # fmt: skip
+    labels = {mode: predictor.predict(small, mode=mode).labels.array
+              for mode in ("parity", "fast")}  # fmt: skip
     agreement = float(np.mean(labels["parity"] == labels["fast"]))
     how = f"estimated ({args.sample_windows} of {len(slices)} windows; agreement on a crop)"
     return [
@@ -241,19 +243,20 @@ def run_trained(args) -> None:
     tumors = synthesize(image, phantom.organ_mask("liver"), spacing=phantom.image.spacing,
                         seed=3, tumor_type="mix")  # fmt: skip
     volume = Volume(tumors.image, phantom.image.affine)
-    segmenter = Segmenter.from_checkpoint(DEMO_MODEL, device="cpu", refine_margin=None)
+    predictor = Predictor.from_checkpoint(DEMO_MODEL, device="cpu")
+    plan = predictor.plan(refine_margin=None)
     started = time.perf_counter()
-    preprocessed = segmenter.preprocess(volume)
+    preprocessed = predictor.preprocess(volume)
     batch = preprocessed.as_tensor()[None]
     fixed = time.perf_counter() - started
     authors_grid = window_slices(batch.shape[2:], ROI, 0.75)
     build = 0.0
-    if segmenter._network_for(len(authors_grid)) is not None:  # compile now, not in a grid's time
+    if predictor.fast.compiled_for(len(authors_grid), plan) is not None:  # compile now
         windows = batch[(slice(None), slice(None), *authors_grid[0])]
-        windows = windows.expand(segmenter.sw_batch_size, -1, -1, -1, -1)
+        windows = windows.expand(plan.sw_batch_size, -1, -1, -1, -1)
         with torch.inference_mode():
             started = time.perf_counter()
-            segmenter._forward(windows, compiled=True)
+            predictor.fast.forward(windows, plan, compiled=True)
             build = time.perf_counter() - started
     fixed += build
     labels, raws, seconds, counts, after = {}, {}, {}, {}, []
@@ -261,16 +264,17 @@ def run_trained(args) -> None:
     for name, overlap, every_other, sigmas in GRIDS:
         slices = window_slices(batch.shape[2:], ROI, overlap)
         if every_other:
-            slices = [slices[i] for i in _coarse_window_indices(slices)]
-        blends = [_Blend(batch.shape, ROI, segmenter.device, sigma) for sigma in sigmas]
+            slices = [slices[i] for i in coarse_window_indices(slices)]
+        blends = [Blend(batch.shape, ROI, predictor.device, sigma) for sigma in sigmas]
         started = time.perf_counter()
         with torch.inference_mode():
-            segmenter._run_windows(batch, slices, blends, lambda fraction: None, {})
+            run = WindowRun(batch, predictor.fast.for_plan(plan), plan.sw_batch_size, blends)
+            run.windows(slices, lambda fraction: None)
         seconds[name] = time.perf_counter() - started
         counts[name] = (len(slices), forward_passes(batch, slices))
         for sigma, blend in zip(sigmas, blends, strict=True):
             started = time.perf_counter()
-            raw = segmenter.restore(blend.result()[0], preprocessed)
+            raw = predictor.restore(blend.result()[0], preprocessed)
             raws[name, sigma] = raw
             labels[name, sigma] = postprocess(raw)
             after.append(time.perf_counter() - started)
@@ -278,16 +282,19 @@ def run_trained(args) -> None:
     fixed_after = float(np.median(after))
     for margin in REFINE_MARGINS:  # fast mode as shipped: coarse pass, then refinement
         name = f"fast mode: coarse windows, then the grid where in doubt (margin {margin:g})"
-        run = refined_run(segmenter, volume, margin)
-        raws[name, 0.125], labels[name, 0.125] = run.raw, run.labels
-        seconds[name], seconds_whole[name] = run.window_seconds, run.seconds
-        counts[name] = ("-", run.windows_run)
+        refined = refined_run(predictor, volume, margin)
+        raws[name, 0.125], labels[name, 0.125] = refined.raw, refined.labels
+        seconds[name], seconds_whole[name] = refined.window_seconds, refined.seconds
+        counts[name] = ("-", refined.windows_run)
     plain = build_model("unet")
-    plain.load_state_dict(segmenter.model.state_dict())
-    parity = Segmenter(plain.eval(), arch="unet", mode="parity", device="cpu")
+    plain.load_state_dict(predictor.model.state_dict())
+    parity = Predictor(plain.eval(), arch="unet", device="cpu")
     picks = np.linspace(0, len(authors_grid) - 1, args.sample_windows).round().astype(int)
     samples = [batch[(slice(None), slice(None), *authors_grid[i])] for i in picks]
-    direct = len(authors_grid) * network_seconds_per_window(parity, samples)[0]
+    direct = (
+        len(authors_grid)
+        * network_seconds_per_window(parity, parity.plan(mode="parity"), samples)[0]
+    )
     reference = labels[GRIDS[0][0], 0.125]
     raw_reference = raws[GRIDS[0][0], 0.125]
     print(f"\ndemo U-Net (trained weights), volume with {int((tumors.label == 2).sum()):,} "
@@ -328,37 +335,37 @@ class RefinedRun:
     grid_windows: int  # windows in the full grid
 
 
-def refined_run(segmenter: Segmenter, volume: Volume, margin: float | None) -> RefinedRun:
+def refined_run(predictor: Predictor, volume: Volume, margin: float | None) -> RefinedRun:
     """Fast mode as shipped (every other window, then the windows whose core holds a voxel
     where the coarse labels are in doubt by less than ``margin`` logits) on the whole pipeline
     but the lesion table. Windows run count each varying window and one per constant value
     (fast mode runs them two at a time). ``margin=None`` runs the full grid. The compiled
     network is already built (its build time is added by the caller)."""
     run = 0
-    forward = segmenter._forward
+    forward = predictor.fast.forward
 
-    def counted(windows: torch.Tensor, compiled: bool = False) -> torch.Tensor:
+    def counted(windows: torch.Tensor, plan: RunPlan, compiled: bool = False) -> torch.Tensor:
         nonlocal run
         run += windows.shape[0]  # before padding a short last batch
-        return forward(windows, compiled)
+        return forward(windows, plan, compiled)
 
-    segmenter._forward = counted
-    segmenter.refine_margin = margin
+    predictor.fast.forward = counted  # type: ignore[method-assign]
     try:
         started = time.perf_counter()
-        preprocessed = segmenter.preprocess(volume)
+        preprocessed = predictor.preprocess(volume)
         windows_started = time.perf_counter()
-        logits = segmenter.sliding_window_logits(preprocessed.as_tensor()[None])
+        logits = predictor.sliding_window_logits(
+            preprocessed.as_tensor()[None], refine_margin=margin
+        )
         window_seconds = time.perf_counter() - windows_started
-        raw = segmenter.restore(logits[0], preprocessed)
+        raw = predictor.restore(logits[0], preprocessed)
         del logits
         labels = postprocess(raw)
         seconds = time.perf_counter() - started
     finally:
-        del segmenter._forward
-        segmenter.refine_margin = None
-    padded = [max(n, r) for n, r in zip(preprocessed.shape[1:], segmenter.roi_size, strict=True)]
-    grid = len(window_slices(padded, segmenter.roi_size, segmenter.overlap))
+        del predictor.fast.forward
+    padded = [max(n, r) for n, r in zip(preprocessed.shape[1:], predictor.roi_size, strict=True)]
+    grid = len(window_slices(padded, predictor.roi_size, predictor.plan().overlap))
     return RefinedRun(labels, raw, window_seconds, seconds, run, grid)
 
 

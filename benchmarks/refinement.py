@@ -28,9 +28,9 @@ import torch
 from inference import DEMO_MODEL, SHAPE, SPACING, refined_run
 from scipy import ndimage
 
-from syntumor_core.inference import COMPILE_MIN_PASSES, REFINE_MARGIN, Segmenter
 from syntumor_core.metrics import dice
 from syntumor_core.phantom import make_phantom
+from syntumor_core.segmentation import COMPILE_MIN_PASSES, REFINE_MARGIN, Predictor
 from syntumor_core.synthesis import synthesize
 from syntumor_core.volume import Volume
 
@@ -56,9 +56,9 @@ def tumor_lesions(labels: np.ndarray) -> int:
     return int(ndimage.label(labels == 2)[1])
 
 
-def compare(segmenter: Segmenter, name: str, volume: Volume) -> str:
-    full = refined_run(segmenter, volume, None)
-    refined = refined_run(segmenter, volume, REFINE_MARGIN)
+def compare(predictor: Predictor, name: str, volume: Volume) -> str:
+    full = refined_run(predictor, volume, None)
+    refined = refined_run(predictor, volume, REFINE_MARGIN)
     liver = dice(refined.labels >= 1, full.labels >= 1, empty_value=1.0)
     return (
         f"| {name} | {volume.shape} | {full.grid_windows} | {full.windows_run} | "
@@ -77,20 +77,22 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=SHAPE)
     parser.add_argument("--spacing", type=float, nargs=3, default=SPACING)
     args = parser.parse_args()
-    segmenter = Segmenter.from_checkpoint(DEMO_MODEL, device="cpu", refine_margin=None)
+    predictor = Predictor.from_checkpoint(DEMO_MODEL, device="cpu")
+    plan = predictor.plan()
     print(f"demo U-Net, refine_margin {REFINE_MARGIN:g} vs the full grid; torch "
           f"{torch.__version__}, {torch.get_num_threads()} CPU threads")  # fmt: skip
-    if segmenter._network_for(COMPILE_MIN_PASSES) is not None:  # build it outside the rows
+    if predictor.fast.compiled_for(COMPILE_MIN_PASSES, plan) is not None:  # outside the rows
         started = time.perf_counter()
+        windows = torch.zeros(plan.sw_batch_size, 1, *predictor.roi_size)
         with torch.inference_mode():
-            segmenter._forward(torch.zeros(segmenter.sw_batch_size, 1, *segmenter.roi_size), True)
+            predictor.fast.forward(windows, plan, compiled=True)
         print(f"(compiled network built in {time.perf_counter() - started:.0f} s)")
     print("| case | shape | windows in the grid | windows run, full | windows run, refined | "
           "s full | s refined | speed-up | argmax agrees (before post-processing) | "
           "labels agree | liver Dice | tumor lesions full / refined |")  # fmt: skip
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, volume in cases(args):
-        print(compare(segmenter, name, volume), flush=True)
+        print(compare(predictor, name, volume), flush=True)
 
 
 if __name__ == "__main__":

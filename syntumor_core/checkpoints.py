@@ -287,7 +287,8 @@ def state_dict_from_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch
     return state_dict
 
 
-def _sha256_of_file(file_path: Path) -> str:
+def sha256_of_file(file_path: Path) -> str:
+    """Hex SHA-256 digest of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with file_path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -313,7 +314,7 @@ def _checkpoint_info(
     raw = _raw_state_dict(checkpoint)
     return CheckpointInfo(
         path=str(file_path),
-        sha256=_sha256_of_file(file_path),
+        sha256=sha256_of_file(file_path),
         epoch=_plain_number(entries.get("epoch"), int),  # type: ignore[arg-type]
         best_acc=_plain_number(entries.get("best_acc"), float),
         had_module_prefix=any(str(key).startswith("module.") for key in raw),

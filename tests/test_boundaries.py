@@ -1,10 +1,22 @@
 """The core never imports the application (DESIGN.md, STYLE.md)."""
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = ("app", "fastapi", "sqlalchemy", "alembic", "starlette", "pydantic_settings", "uvicorn")
+FORBIDDEN = (
+    "app",
+    "fastapi",
+    "sqlalchemy",
+    "alembic",
+    "starlette",
+    "jinja2",
+    "pydantic_settings",
+    "uvicorn",
+)
 
 
 def _imports(path: Path) -> set[str]:
@@ -24,6 +36,34 @@ def test_core_never_imports_the_app_or_web_code():
         for path in (ROOT / "syntumor_core").rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+_IMPORT_EVERYTHING = """
+import json, pkgutil, sys, importlib
+import syntumor_core
+names = [info.name for info in pkgutil.walk_packages(syntumor_core.__path__, "syntumor_core.")]
+for name in names:
+    importlib.import_module(name)
+print(json.dumps({"modules": names, "loaded": sorted({m.split(".")[0] for m in sys.modules})}))
+"""
+
+
+def test_importing_every_core_module_loads_no_app_or_web_code():
+    """What the core drags in at run time, not only what its files name: in a fresh
+    interpreter, ``syntumor_core`` and every submodule imported, and no application or web
+    package among the loaded modules (an indirect import would show up here)."""
+    completed = subprocess.run(
+        [sys.executable, "-c", _IMPORT_EVERYTHING],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert "syntumor_core.segmentation.predictor" in report["modules"]  # the walk went deep
+    assert sorted(set(report["loaded"]) & set(FORBIDDEN)) == []
 
 
 def test_core_reads_no_environment_and_prints_nothing():

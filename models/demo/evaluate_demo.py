@@ -10,7 +10,7 @@ of 2 mm, whole (as the demo model was trained; ``--margin-mm 24`` crops them to 
 grown by 24 mm instead, as an earlier demo model was trained), tumors synthesized once with
 the paper profile, one tumor type per phantom (tiny, small, medium, large, mix).
 LiTS case 117: the 128³ crop of the PyPI package liver-ct-segmentation-package (1.375 mm
-assumed; see ``syntumor_core.samples``). Segmentation: ``syntumor_core.inference.Segmenter``
+assumed; see ``syntumor_core.samples``). Segmentation: ``syntumor_core.segmentation.Predictor``
 (fast mode, 96³ windows, overlap 0.75, post-processing), on the CPU. Scores:
 ``syntumor_core.metrics.evaluate_case`` with the liver scored as labels 1 ∪ 2 (the whole liver,
 the LiTS convention), tumor = label 2, NSD at 2 mm.
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from syntumor_core.inference import Segmenter
 from syntumor_core.metrics import evaluate_case
 from syntumor_core.phantom import make_phantom
+from syntumor_core.segmentation import DEFAULT_OVERLAP, Predictor
 from syntumor_core.synthesis import synthesize
 from syntumor_core.volume import Volume
 
@@ -61,9 +61,9 @@ def held_out_phantom(index: int, margin_mm: float) -> tuple[Volume, Volume, str]
     return image, labels, f"phantom-{seed} ({tumor_type})"
 
 
-def score(segmenter: Segmenter, image: Volume, labels: Volume, name: str) -> dict:
+def score(predictor: Predictor, image: Volume, labels: Volume, name: str, overlap: float) -> dict:
     started = time.perf_counter()
-    predicted = segmenter.predict(image).labels.array
+    predicted = predictor.predict(image, overlap=overlap).labels.array
     row = evaluate_case(predicted, labels.array, labels.spacing, liver_includes_tumor=True)
     row = {"name": name, **{key: row[key] for key in COLUMNS},
            "tumor_lesions": row["tumor_lesions"],
@@ -80,32 +80,33 @@ def main() -> None:
     parser.add_argument("--model", default="models/demo/model.pt")
     parser.add_argument("--out", default="var/demo-eval.json")
     parser.add_argument("--phantoms", type=int, default=len(TUMOR_TYPES))
-    parser.add_argument("--overlap", type=float, default=0.75)
+    parser.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--margin-mm", type=float, default=-1.0,
                         help="crop phantoms to the liver's box + this (negative: whole)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    segmenter = Segmenter.from_checkpoint(args.model, device="cpu", overlap=args.overlap)
+    predictor = Predictor.from_checkpoint(args.model, device="cpu")
     phantom_rows = [
-        score(segmenter, *held_out_phantom(i, args.margin_mm)) for i in range(args.phantoms)
+        score(predictor, *held_out_phantom(i, args.margin_mm), args.overlap)
+        for i in range(args.phantoms)
     ]
     lits_rows = []
     try:
         from syntumor_core.samples import load_lits117
 
         sample = load_lits117()
-        lits_rows.append(score(segmenter, sample.image, sample.labels, "lits117"))
+        lits_rows.append(score(predictor, sample.image, sample.labels, "lits117", args.overlap))
     except ValueError as error:  # SampleNotInstalledError: the package is optional
         sys.stdout.write(f"LiTS-117 skipped: {error}\n")
     means = {key: float(np.nanmean([row[key] for row in phantom_rows])) for key in COLUMNS}
     report = {
         "model": args.model,
-        "sha256": segmenter.checkpoint.sha256 if segmenter.checkpoint else None,
+        "sha256": predictor.checkpoint.sha256 if predictor.checkpoint else None,
         "segmenter": {
-            "mode": segmenter.mode,
-            "overlap": segmenter.overlap,
-            "roi_size": list(segmenter.roi_size),
+            "mode": predictor.plan().mode,
+            "overlap": args.overlap,
+            "roi_size": list(predictor.roi_size),
             "device": "cpu",
             "threads": args.threads,
         },  # fmt: skip

@@ -7,8 +7,8 @@ Reproduces the "Clean lesion lists" table of ``MODEL_CARD.md``::
 
 Each case is segmented once (fast mode, CPU); the softmax probabilities on the case's grid are
 kept, and every filter setting of the grid below is applied to them exactly as
-``Segmenter.predict(volume, lesion_filter=...)`` does (probability threshold or argmax, the
-original post-processing, then :func:`syntumor_core.postprocess.filter_lesions`).
+``Predictor.predict(volume, lesion_filter=...)`` does (probability threshold or argmax, the
+original post-processing, then :func:`syntumor_core.segmentation.postprocess.filter_lesions`).
 
 Cases: LiTS case 117 (``syntumor_core.samples``; tumor Dice, false-positive lesions, detected
 lesions per radius bin) and tumor-free held-out phantoms (seeds 300000.., never used in
@@ -29,10 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from syntumor_core.inference import Segmenter, postprocess
 from syntumor_core.metrics import SIZE_BINS_MM, dice, lesion_detection, size_bin_name
 from syntumor_core.phantom import make_phantom
-from syntumor_core.postprocess import LesionFilter, filter_lesions, labels_from_probabilities
+from syntumor_core.segmentation import (
+    LesionFilter,
+    Predictor,
+    filter_lesions,
+    labels_from_probabilities,
+)
+from syntumor_core.segmentation.postprocess import postprocess
 from syntumor_core.volume import Volume
 
 TUMOR_FREE_SEED = 300_000
@@ -53,11 +58,11 @@ def tumor_free_phantom(index: int, margin_mm: float = 48.0) -> tuple[Volume, str
     return Volume(np.ascontiguousarray(phantom.image.array[box]), affine), f"phantom-{seed}"
 
 
-def probabilities(segmenter: Segmenter, volume: Volume) -> tuple[np.ndarray, float]:
+def probabilities(predictor: Predictor, volume: Volume) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
-    image = segmenter.preprocess(volume)
-    logits = segmenter.sliding_window_logits(image.as_tensor()[None])
-    return segmenter.restore_probabilities(logits[0], image), time.perf_counter() - started
+    image = predictor.preprocess(volume)
+    logits = predictor.sliding_window_logits(image.as_tensor()[None])
+    return predictor.restore_probabilities(logits[0], image), time.perf_counter() - started
 
 
 def apply(probs: np.ndarray, voxel_mm3: float, options: LesionFilter | None) -> np.ndarray:
@@ -84,16 +89,16 @@ def main() -> None:
     parser.add_argument("--out", default="var/lesion-filter.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    segmenter = Segmenter.from_checkpoint(args.model, device="cpu")
+    predictor = Predictor.from_checkpoint(args.model, device="cpu")
     from syntumor_core.samples import load_lits117
 
     sample = load_lits117()
-    lits_probs, seconds = probabilities(segmenter, sample.image)
+    lits_probs, seconds = probabilities(predictor, sample.image)
     sys.stdout.write(f"lits117 segmented in {seconds:.1f} s\n")
     phantoms = []
     for index in range(args.phantoms):
         volume, name = tumor_free_phantom(index)
-        probs, seconds = probabilities(segmenter, volume)
+        probs, seconds = probabilities(predictor, volume)
         phantoms.append((name, probs, abs(float(np.linalg.det(volume.affine[:3, :3])))))
         sys.stdout.write(f"{name} {volume.shape} segmented in {seconds:.1f} s\n")
     truth = sample.labels.array == 2
@@ -118,7 +123,7 @@ def main() -> None:
             "phantom_false_positives_per_scan": round(float(np.mean(free)), 2) if free else None,
         })  # fmt: skip
         sys.stdout.write(json.dumps(rows[-1]) + "\n")
-    report = {"model": args.model, "mode": segmenter.mode, "phantoms": [n for n, *_ in phantoms],
+    report = {"model": args.model, "mode": predictor.plan().mode, "phantoms": [n for n, *_ in phantoms],
               "rows": rows}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -1,19 +1,22 @@
-"""The lesion filter on constructed label maps: minimum volume, organ contact, threshold."""
+"""Post-processing on constructed label maps: the original clean-up (largest liver, tumor
+near it) and the lesion filter (minimum volume, organ contact, threshold)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from syntumor_core.errors import ParameterError
-from syntumor_core.inference import lesion_table
-from syntumor_core.postprocess import (
+from syntumor_core.errors import MaskError, ParameterError
+from syntumor_core.segmentation import (
     DEFAULT_MIN_LESION_MM3,
     NO_FILTER,
     LesionFilter,
     filter_lesions,
     labels_from_probabilities,
+    lesion_table,
 )
+from syntumor_core.segmentation.postprocess import postprocess
 
 
 def _liver_with_lesions() -> np.ndarray:
@@ -107,26 +110,26 @@ def test_options_round_trip_through_the_sidecar_form():
 def test_predict_applies_the_filter_and_records_it():
     import torch
 
-    from syntumor_core.inference import Segmenter, postprocess
     from syntumor_core.models import build_model
+    from syntumor_core.segmentation import Predictor
     from syntumor_core.volume import Volume
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     volume = Volume((60 + 40 * rng.standard_normal((40, 40, 24))).astype(np.float32),
                     np.diag([4.0, 4.0, 4.0, 1.0]))  # fmt: skip
-    segmenter = Segmenter(build_model("unet").eval(), arch="unet", roi_size=32, spacing_mm=8.0,
-                          device="cpu", compile=False)  # fmt: skip
-    plain = segmenter.predict(volume)
+    predictor = Predictor(build_model("unet").eval(), arch="unet", roi_size=32, spacing_mm=8.0,
+                          device="cpu")  # fmt: skip
+    plain = predictor.predict(volume, compile=False)
     assert plain.lesion_filter is None and plain.lesion_report is None
-    unfiltered = segmenter.predict(volume, lesion_filter=NO_FILTER)
+    unfiltered = predictor.predict(volume, lesion_filter=NO_FILTER, compile=False)
     assert np.array_equal(unfiltered.labels.array, plain.labels.array)
     assert unfiltered.lesion_filter == NO_FILTER.as_dict()
     options = LesionFilter(min_volume_mm3=64 * 20, organ_contact=True, tumor_probability=0.4)
-    cleaned = segmenter.predict(volume, lesion_filter=options)
-    image = segmenter.preprocess(volume)
-    logits = segmenter.sliding_window_logits(image.as_tensor()[None])
-    probs = segmenter.restore_probabilities(logits[0], image)
+    cleaned = predictor.predict(volume, lesion_filter=options, compile=False)
+    image = predictor.preprocess(volume)
+    logits = predictor.sliding_window_logits(image.as_tensor()[None], compile=False)
+    probs = predictor.restore_probabilities(logits[0], image)
     expected, report = filter_lesions(
         postprocess(labels_from_probabilities(probs, 0.4)), 64.0, options
     )
@@ -138,3 +141,54 @@ def test_predict_applies_the_filter_and_records_it():
         == report["lesions_in"] - report["removed_small"] - report["removed_outside_organ"]
     )
     assert all(row.voxels >= 20 for row in cleaned.lesions)
+
+
+# ------------------------------------------------------------------------------ the original's
+
+
+def test_postprocess_keeps_the_largest_liver_component():
+    labels = np.zeros((40, 30, 30), dtype=np.uint8)
+    labels[2:12, 2:12, 2:12] = 1  # 1000 voxels
+    labels[20:36, 5:25, 5:25] = 1  # 6400 voxels
+    labels[36, 25, 25] = 1  # touches the big one by a corner only: not 6-connected
+    result = postprocess(labels)
+    big = np.pad(np.ones((16, 20, 20), bool), ((20, 4), (5, 5), (5, 5)))
+    assert result.dtype == np.uint8 and np.array_equal(result == 1, big)
+
+
+def test_postprocess_keeps_tumor_within_30_voxels_of_the_liver():
+    labels = np.zeros((80, 20, 20), dtype=np.uint8)
+    labels[0:10, 5:15, 5:15] = 1
+    labels[39, 10, 10] = 2  # 30 steps from the liver's last row (9)
+    labels[40, 10, 10] = 2  # 31 steps
+    labels[9:11, 14:17, 14:17] = 2  # touching the liver
+    result = postprocess(labels)
+    assert result[39, 10, 10] == 2 and result[40, 10, 10] == 0
+    assert (result[9:11, 14:17, 14:17] == 2).all()
+    assert np.array_equal(result == 1, labels == 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_postprocess_matches_30_iterations_of_binary_dilation(seed):
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((70, 64, 50), dtype=np.uint8)
+    centre = rng.integers([5, 5, 5], [65, 59, 45])
+    liver = np.zeros(labels.shape, bool)
+    liver[tuple(slice(max(c - 6, 0), c + 6) for c in centre)] = True
+    labels[liver] = 1
+    labels[(rng.random(labels.shape) < 0.01) & ~liver] = 2
+    reference = ndimage.binary_dilation(liver, iterations=30)  # the original's operation
+    result = postprocess(labels)
+    assert np.array_equal(result == 2, (labels == 2) & reference)
+    assert np.array_equal(result == 1, liver)
+
+
+def test_postprocess_without_liver_is_all_background():
+    labels = np.zeros((10, 10, 10), dtype=np.uint8)
+    labels[2:4, 2:4, 2:4] = 2
+    assert not postprocess(labels).any()
+
+
+def test_postprocess_refuses_other_values():
+    with pytest.raises(MaskError, match="only 0"):
+        postprocess(np.full((4, 4, 4), 3, dtype=np.uint8))
