@@ -70,6 +70,10 @@ class TooLarge(AppError):
     status, code = 413, "too_large"
 
 
+class UnsupportedMediaType(AppError):
+    status, code = 415, "unsupported_media_type"
+
+
 class Invalid(AppError):
     status, code = 422, "invalid"
 
@@ -80,6 +84,16 @@ class TooManyRequests(AppError):
 
 class Unavailable(AppError):
     status, code = 503, "unavailable"
+
+
+def error_for_status(status: int, detail: str, **kwargs: Any) -> AppError:
+    """The :class:`AppError` of ``status`` (for a lower layer's error that carries a status,
+    e.g. an upload refused with 415)."""
+    for kind in AppError.__subclasses__():
+        if kind.status == status:
+            return kind(detail, **kwargs)
+    return AppError(detail, status=status, code=kwargs.pop("code", None) or code_for_status(status),
+                    **kwargs)  # fmt: skip
 
 
 def code_for_status(status: int) -> str:
@@ -130,6 +144,26 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         for status in statuses
     }
 
+
+def json_error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """:func:`error_responses` for a route whose own answer is not JSON (a stream, a file with
+    a ``response_class`` of its media type): FastAPI would give a ``model`` response the route's
+    media type, so the JSON content is named here (ErrorBody is in the components by the
+    routes using :func:`error_responses`)."""
+    schema = {"$ref": "#/components/schemas/ErrorBody"}
+    return {
+        status: {
+            "description": DESCRIPTIONS.get(status, "Error."),
+            "content": {"application/json": {"schema": schema}},
+        }
+        for status in statuses
+    }
+
+
+# What every route behind the auth dependencies can answer: 401 (not logged in, or a wrong
+# token), 403 (another role needed, or a browser session's missing CSRF header) and 429 (too
+# many wrong tokens from the address).
+CALLER_STATUSES = (401, 403, 429)
 
 # What most routes share: logged in (401), a role (403), a body or query that validates (422).
 AUTH_ERRORS = error_responses(401, 403, 422)
