@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 
 from app.accounts import auth, throttle
+from app.errors import TooManyRequests
 from app.processing import pages as results
 from app.realism import pages as realism
 from app.volumes import pages as volumes
@@ -50,7 +51,7 @@ def login_submit(
     auth.check_csrf(request, csrf_token)
     try:
         throttle.check_login(request, username)
-    except HTTPException as refused:
+    except TooManyRequests as refused:
         page = render(request, "login.html", status_code=429, next=_safe_next(next),
                       error=f"Too many failed logins: {refused.detail.split(': ')[-1]}.")  # fmt: skip
         page.headers.update(refused.headers or {})

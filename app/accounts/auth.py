@@ -18,7 +18,7 @@ import hmac
 import secrets
 from datetime import UTC, datetime
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from pwdlib import PasswordHash
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -26,11 +26,13 @@ from zxcvbn import zxcvbn
 
 from app.accounts.sessions import end_sessions, purge_expired, regenerate
 from app.db.tables import ApiToken, Role, User
+from app.errors import Forbidden
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 MIN_PASSWORD_LENGTH = 10
+ZXCVBN_MAX_LENGTH = 72
 MIN_PASSWORD_SCORE = 3  # zxcvbn: 0 (top-100 password) .. 4; 3 resists ~10^10 guesses
 TOKEN_PREFIX = "st_"
 USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-@")
@@ -72,7 +74,9 @@ def check_password(password: str, *, username: str = "") -> str:
     app's name as words an attacker tries first)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AuthError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
-    verdict = zxcvbn(password[:100], user_inputs=[username, "syntumor", "tumor"])
+    # zxcvbn refuses (ValueError) more than 72 characters; a longer password is scored by its
+    # first 72, which is plenty.
+    verdict = zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=[username, "syntumor", "tumor"])
     if verdict["score"] < MIN_PASSWORD_SCORE:
         advice = " ".join(
             part for part in [verdict["feedback"]["warning"], *verdict["feedback"]["suggestions"]]
@@ -169,8 +173,8 @@ def csrf_token(request: Request) -> str:
 def check_csrf(request: Request, supplied: str | None) -> None:
     expected = request.session.get("csrf")
     if not expected or not supplied or not hmac.compare_digest(expected, supplied):
-        raise HTTPException(
-            403, "CSRF token missing or wrong: reload the page and submit the form again"
+        raise Forbidden(
+            "CSRF token missing or wrong: reload the page and submit the form again", code="csrf"
         )
 
 

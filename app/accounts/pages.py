@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from app.accounts import auth
 from app.db import Id
 from app.db.tables import Role, User
+from app.errors import NotFound
 from app.web import render, require_page_roles
 
 router = APIRouter(include_in_schema=False)
@@ -88,7 +89,7 @@ def users_action(
     with request.app.state.session_factory() as db:
         user = db.get(User, user_id)
         if user is None:
-            raise HTTPException(404, f"user {user_id} not found")
+            raise NotFound(f"user {user_id} not found")
         try:
             _apply(db, admin, user, action, password)
         except auth.AuthError as error:

@@ -21,7 +21,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from fastapi import HTTPException, Request
+from fastapi import Request
+
+from app.errors import TooManyRequests
 
 audit = logging.getLogger("app.audit")
 
@@ -103,10 +105,9 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _too_many(what: str, wait: float) -> HTTPException:
+def _too_many(what: str, wait: float) -> TooManyRequests:
     seconds = max(1, math.ceil(wait))
-    return HTTPException(
-        429,
+    return TooManyRequests(
         f"too many failed {what} from this address or for this account: try again in {seconds} s",
         headers={"Retry-After": str(seconds)},
     )
