@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.common import UtcDateTime, iso_utc
 from app.db.tables import Job
 
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -24,9 +24,9 @@ class JobOut(BaseModel):
     result: dict[str, Any] | None = Field(description="What it produced (status succeeded).")
     attempts: int
     cancel_requested: bool
-    created_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDateTime | None
+    started_at: UtcDateTime | None
+    finished_at: UtcDateTime | None
     log: str | None = Field(None, description="The job's log (on a single job only).")
 
 
@@ -41,9 +41,9 @@ def job_json(job: Job, *, with_log: bool = False) -> dict[str, Any]:
         "result": job.result,
         "attempts": job.attempts,
         "cancel_requested": job.cancel_requested,
-        "created_at": job.created_at.isoformat() if job.created_at else None,
-        "started_at": job.started_at.isoformat() if job.started_at else None,
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "created_at": iso_utc(job.created_at),
+        "started_at": iso_utc(job.started_at),
+        "finished_at": iso_utc(job.finished_at),
     }
     if with_log:
         data["log"] = job.log
