@@ -8,25 +8,72 @@ limit and validated before anything is registered.
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from app import deps
-from app.common import MAX_DB_INT, Id, PageParams, page_params, paginate
+from app.common import MAX_DB_INT, Id, Page, PageDep, file_responses, paginate
 from app.db.tables import Role, User, Volume
+from app.deps import ResearcherDep, SessionDep
+from app.errors import (
+    CALLER_STATUSES,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    TooLarge,
+    error_for_status,
+    error_responses,
+)
 from app.registry.catalog import finest_grid_mm
 from app.volumes import service as volume_service
-from app.volumes.schemas import volume_json
+from app.volumes.schemas import (
+    VolumeDetailOut,
+    VolumeOut,
+    VolumeUploadOut,
+    volume_json,
+    volume_out,
+)
 from app.volumes.storage import UploadError, safe_display_name, upload_format
 from syntumor_core.errors import VolumeError
 
 router = APIRouter(prefix="/volumes", tags=["volumes"])
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 VOLUME_KINDS = ("image", "label")
+VolumeKind = Literal["image", "label"]
+MAX_NAME_LENGTH = 255
+# The query travels in the request line, which the server (uvicorn/h11) takes up to 16 KiB with
+# the headers; percent-encoded, a character may take 12 bytes: a legend of 1000 characters and
+# a name of 255 fit in any encoding (20 000 did not: a longer line was refused with a bare 400).
+MAX_LEGEND_LENGTH = 1000
+# The upload's body: the file itself, or a multipart form (the route reads the stream itself,
+# under the size limit, so the body is described here rather than as a parameter).
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"},
+        },
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "The file; its name tells the format."},
+                    "kind": {"type": "string", "enum": list(VOLUME_KINDS)},
+                    "image_id": {"type": "integer", "minimum": 1, "maximum": MAX_DB_INT},
+                },
+            },
+        },
+    },
+}  # fmt: skip
 
 
 def _check_declared_size(request: Request, limit: int) -> None:
@@ -36,11 +83,9 @@ def _check_declared_size(request: Request, limit: int) -> None:
     try:
         size = int(declared)
     except ValueError:
-        raise HTTPException(400, f"bad Content-Length header {declared!r}") from None
+        raise BadRequest(f"bad Content-Length header {declared!r}") from None
     if size > limit + MULTIPART_OVERHEAD_BYTES:
-        raise HTTPException(
-            413, f"upload of {size} bytes is larger than the limit of {limit // 2**20} MiB"
-        )
+        raise TooLarge(f"upload of {size} bytes is larger than the limit of {limit // 2**20} MiB")
 
 
 async def _limited(stream, limit: int):
@@ -130,17 +175,17 @@ def _label_target(
 def _label_meta(db: Session, kind: str, image_id, labels: str | None, derived_from) -> dict:
     """The legend and origin of an uploaded label map (422 naming what is wrong)."""
     if kind != "label" and (labels is not None or derived_from is not None):
-        raise HTTPException(422, "labels and derived_from are only for label maps (kind=label)")
+        raise Invalid("labels and derived_from are only for label maps (kind=label)")
     try:
         legend = volume_service.parse_legend(labels)
     except VolumeError as error:
-        raise HTTPException(422, str(error)) from None
+        raise Invalid(str(error)) from None
     meta: dict = {"labels": legend} if legend else {}
     if derived_from is not None:
         source = db.get(Volume, derived_from)
         if source is None or source.kind != "label" or source.image_id != image_id:
-            raise HTTPException(
-                422, f"derived_from must be a label map of image {image_id}; {derived_from} is not"
+            raise Invalid(
+                f"derived_from must be a label map of image {image_id}; {derived_from} is not"
             )
         meta["derived_from"] = source.id
         if not legend and (source.meta or {}).get("labels"):
@@ -184,33 +229,51 @@ def _check_budget(request: Request, db: Session, stored, name: str) -> None:
             grid_mm=finest_grid_mm(settings.data_dir), max_voxels=settings.max_voxels,
         )  # fmt: skip
     except VolumeError as error:
-        raise HTTPException(422, str(error)) from None
+        raise Invalid(str(error), code="too_many_voxels") from None
 
 
 def _visible_or_404(db: Session, volume_id: int, user: User) -> Volume:
     volume = volume_service.visible_volume(db, volume_id, user)
     if volume is None:
-        raise HTTPException(404, f"volume {volume_id} not found")
+        raise NotFound(f"volume {volume_id} not found")
     return volume
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    response_model=VolumeUploadOut,
+    responses={
+        200: {"model": VolumeUploadOut,
+              "description": "The same bytes were stored already: that volume (duplicate true)."},
+        **error_responses(400, *CALLER_STATUSES, 404, 413, 415, 422),
+    },
+    openapi_extra={"requestBody": UPLOAD_BODY},
+)  # fmt: skip
 async def upload_volume(
     request: Request,
-    name: str | None = Query(None, max_length=255, description="File name (raw-body uploads)."),
-    kind: str = Query("image", pattern="^(image|label)$"),
+    response: Response,
+    user: ResearcherDep,
+    db: SessionDep,
+    name: str | None = Query(
+        None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="The file name, which tells the format (.nii, .nii.gz, .zip): required "
+        "for a raw-body upload (400 without it); a multipart upload takes the file part's name.",
+    ),
+    kind: VolumeKind = Query("image", description="A CT image, or a label map of one."),
     image_id: Id | None = Query(None, description="For a label map: the image it belongs to."),
     labels: str | None = Query(
         None,
-        max_length=20_000,
-        description='For a label map: its legend as JSON, value → name, e.g. {"1": "liver", "2": "tumor"}.',
+        max_length=MAX_LEGEND_LENGTH,
+        description='For a label map: its legend as JSON, value → name, e.g. {"1": "liver", '
+        '"2": "tumor"}.',
     ),
     derived_from: Id | None = Query(
         None, description="For a label map: the label map of the same image it was edited from."
     ),
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-):
+) -> VolumeUploadOut:
     """Upload a CT image or a label map. Same bytes as a stored volume → that volume (200).
 
     The body is the file itself (``?name=ct.nii.gz``) or a multipart form with a ``file`` field
@@ -228,58 +291,69 @@ async def upload_volume(
             storage.store_upload, temp, name, label=kind == "label", expected_shape=shape
         )
     except UploadError as error:
-        raise HTTPException(error.status, str(error)) from None
+        raise error_for_status(error.status, str(error)) from None
     if kind == "image":
         _check_budget(request, db, stored, safe_display_name(name))
     row, created = volume_service.register_upload(
         db, storage, stored, name=safe_display_name(name), kind=kind, owner_id=user.id,
         image_id=image_id, meta=meta,
     )  # fmt: skip
-    body = {**volume_json(row), "duplicate": not created}
-    return JSONResponse(body, status_code=201 if created else 200)
+    if not created:
+        response.status_code = 200
+    return VolumeUploadOut.model_validate({**volume_json(row), "duplicate": not created})
 
 
-@router.get("")
+@router.get("", response_model=Page[VolumeOut], responses=error_responses(*CALLER_STATUSES, 422))
 def list_volumes(
-    kind: str | None = Query(None, pattern="^(image|label)$"),
-    image_id: Id | None = None,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-    page: PageParams = Depends(page_params),
-) -> dict:
+    user: ResearcherDep,
+    db: SessionDep,
+    page: PageDep,
+    kind: VolumeKind | None = None,
+    image_id: Id | None = Query(None, description="Only the label maps of this image."),
+) -> Page[VolumeOut]:
     """The caller's volumes (an admin's: all); a study's cases are seen through the study."""
     query = volume_service.visible(select(Volume).order_by(Volume.id.desc()), user)
     if kind:
         query = query.where(Volume.kind == kind)
     if image_id is not None:
         query = query.where(Volume.image_id == image_id)
-    return paginate(db, query, page, volume_json)
+    return Page[VolumeOut].model_validate(paginate(db, query, page, volume_out))
 
 
-@router.get("/{volume_id}")
-def get_volume(
-    volume_id: Id,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-) -> dict:
+@router.get(
+    "/{volume_id}",
+    response_model=VolumeDetailOut,
+    responses=error_responses(*CALLER_STATUSES, 404, 422),
+)
+def get_volume(volume_id: Id, user: ResearcherDep, db: SessionDep) -> VolumeDetailOut:
     volume = _visible_or_404(db, volume_id, user)
     query = volume_service.visible(select(Volume).where(Volume.image_id == volume.id), user)
     labels = db.scalars(query).all()
-    return {**volume_json(volume), "label_maps": [volume_json(v) for v in labels]}
+    return VolumeDetailOut.model_validate(
+        {**volume_json(volume), "label_maps": [volume_json(v) for v in labels]}
+    )
 
 
-@router.get("/{volume_id}/file")
+@router.get(
+    "/{volume_id}/file",
+    response_class=FileResponse,
+    responses={
+        **file_responses(
+            "The volume as NIfTI: gzip-compressed (.nii.gz) or plain (.nii).",
+            "application/gzip", "application/octet-stream",
+            schema={"type": "string", "format": "binary"},
+        ),
+        **error_responses(*CALLER_STATUSES, 404, 410, 422),
+    },
+)  # fmt: skip
 def download_volume(
-    volume_id: Id,
-    request: Request,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-):
+    volume_id: Id, request: Request, user: ResearcherDep, db: SessionDep
+) -> FileResponse:
     """The volume as NIfTI (``.nii.gz``, or ``.nii`` when it was uploaded uncompressed)."""
     volume = _visible_or_404(db, volume_id, user)
     path = request.app.state.storage.absolute(volume.path)
     if not path.is_file():
-        raise HTTPException(410, f"the file of volume {volume_id} is missing from the data folder")
+        raise Gone(f"the file of volume {volume_id} is missing from the data folder")
     compressed = volume.path.endswith(".gz")
     return FileResponse(
         path,
@@ -288,21 +362,20 @@ def download_volume(
     )
 
 
-@router.delete("/{volume_id}", status_code=204)
-def delete_volume(
-    volume_id: Id,
-    request: Request,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-) -> None:
+@router.delete(
+    "/{volume_id}", status_code=204, responses=error_responses(*CALLER_STATUSES, 404, 409, 422)
+)
+def delete_volume(volume_id: Id, request: Request, user: ResearcherDep, db: SessionDep) -> None:
+    """Delete a volume with its label maps and the requests that used them (the owner or an
+    admin; 409 while a queued or running job uses it)."""
     volume = _visible_or_404(db, volume_id, user)
     if user.role != Role.ADMIN and volume.owner_id != user.id:
-        raise HTTPException(403, "only the owner of a volume or an admin may delete it")
+        raise Forbidden("only the owner of a volume or an admin may delete it")
     busy = volume_service.busy_jobs(db, volume)
     if busy:
-        raise HTTPException(
-            409,
+        raise Conflict(
             f"volume {volume_id} is in use by queued or running job(s) "
             f"{', '.join(map(str, busy))}: cancel them or wait until they finish",
+            code="volume_in_use",
         )
     volume_service.delete(db, request.app.state.storage, volume)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from math import ceil
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
 from app.db import Id
 from app.db.tables import Role, Segmentation, Synthesis, User, Volume
+from app.errors import NotFound
 from app.volumes import service as volume_service
 from app.volumes.schemas import volume_json
 from app.web import render, require_page_roles
@@ -114,7 +115,7 @@ def volume_page(request: Request, volume_id: Id, overlay: Id | None = None):
     with request.app.state.session_factory() as session:
         volume = volume_service.visible_volume(session, volume_id, user)
         if volume is None:
-            raise HTTPException(404, f"volume {volume_id} not found")
+            raise NotFound(f"volume {volume_id} not found")
         if volume.kind == "label" and volume.image_id is not None:
             # A label map is shown on its image, as the chosen overlay.
             return RedirectResponse(

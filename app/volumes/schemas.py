@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.common import UtcDateTime, iso_utc
 from app.db.tables import Volume
 
 
@@ -24,7 +24,7 @@ class VolumeOut(BaseModel):
     image_id: int | None = Field(description="For a label map: the image it belongs to.")
     labels: dict[str, str] | None = Field(description="Label value -> name (label maps).")
     format: str | None = Field(description="How it was uploaded: nifti or dicom.")
-    created_at: datetime
+    created_at: UtcDateTime
     download_url: str
 
 
@@ -41,6 +41,22 @@ def volume_json(volume: Volume) -> dict[str, Any]:
         "image_id": volume.image_id,
         "labels": (volume.meta or {}).get("labels"),
         "format": (volume.meta or {}).get("format"),
-        "created_at": volume.created_at.isoformat(),
+        "created_at": iso_utc(volume.created_at),
         "download_url": f"/api/v1/volumes/{volume.id}/file",
     }
+
+
+class VolumeUploadOut(VolumeOut):
+    """An uploaded volume; ``duplicate``: the same bytes were stored already (that volume)."""
+
+    duplicate: bool
+
+
+class VolumeDetailOut(VolumeOut):
+    """A volume with the label maps of it that the caller may see."""
+
+    label_maps: list[VolumeOut]
+
+
+def volume_out(volume: Volume) -> VolumeOut:
+    return VolumeOut.model_validate(volume_json(volume))
