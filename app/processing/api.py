@@ -8,26 +8,27 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import deps
-from app.common import (
-    Id,
-    PageParams,
-    page_params,
-    paginate,
-)
+from app.common import Id, Page, PageDep, file_responses, paginate
 from app.db.tables import Job, Role, Segmentation, Synthesis, User, Volume
+from app.deps import ResearcherDep, SessionDep
+from app.errors import CALLER_STATUSES, Invalid, NotFound, error_responses
 from app.processing import playground
 from app.processing.schemas import (
+    ModelListOut,
+    ModelOut,
     SegmentationBody,
+    SegmentationOut,
     SynthesisBody,
+    SynthesisOptionsOut,
+    SynthesisOut,
     organ_types,
-    segmentation_json,
-    synthesis_json,
+    segmentation_out,
+    synthesis_out,
 )
 from app.registry.catalog import list_models as registry_models
 from app.registry.catalog import resolve_model
@@ -36,6 +37,8 @@ from syntumor_core.errors import SynTumorError
 from syntumor_core.synthesis import PROFILES
 
 router = APIRouter(tags=["processing"])
+LESION_FORMATS = ("json", "csv")
+BINARY = {"type": "string", "format": "binary"}
 
 
 KIND_NOUNS = {"image": "an image", "label": "a label map"}
@@ -45,19 +48,19 @@ def _image(db: Session, volume_id: Id, kind: str, user: User) -> Volume:
     """The volume, which must be of ``kind`` (404 if absent, 422 if of the other kind)."""
     volume = volume_service.visible_volume(db, volume_id, user)
     if volume is None:
-        raise HTTPException(404, f"volume {volume_id} not found")
+        raise NotFound(f"volume {volume_id} not found")
     if volume.kind != kind:
-        raise HTTPException(
-            422,
+        raise Invalid(
             f"volume {volume_id} is {KIND_NOUNS.get(volume.kind, volume.kind)}, "
             f"not {KIND_NOUNS[kind]}",
+            code="wrong_volume_kind",
         )
     return volume
 
 
 def _visible(row, user: User, what: str):
     if row is None or (user.role != Role.ADMIN and row.owner_id != user.id):
-        raise HTTPException(404, f"{what} not found")
+        raise NotFound(f"{what} not found")
     return row
 
 
@@ -75,19 +78,22 @@ def _queue(db: Session, kind: str, row, param: str, extra: dict | None = None):
     return row
 
 
-@router.post("/segmentations", status_code=202)
+@router.post(
+    "/segmentations",
+    status_code=202,
+    response_model=SegmentationOut,
+    responses=error_responses(400, *CALLER_STATUSES, 404, 422),
+)
 def create_segmentation(
-    body: SegmentationBody,
-    request: Request,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-) -> dict:
-    """Queue a liver/tumor segmentation of a stored image with a registered model."""
+    body: SegmentationBody, request: Request, user: ResearcherDep, db: SessionDep
+) -> SegmentationOut:
+    """Queue a liver/tumor segmentation of a stored image with a registered model (404: no such
+    image; 422: not an image, or a model that is not registered here)."""
     _image(db, body.image_id, "image", user)
     try:
         resolve_model(body.model, request.app.state.settings.data_dir, allow_path=False)
     except SynTumorError as error:
-        raise HTTPException(422, str(error)) from None
+        raise Invalid(str(error), code="unknown_model") from None
     row = Segmentation(
         image_id=body.image_id,
         model=body.model,
@@ -96,66 +102,93 @@ def create_segmentation(
         owner_id=user.id,
     )
     extra = {"lesion_filter": body.lesion_filter.model_dump()}
-    return segmentation_json(_queue(db, "segment", row, "segmentation_id", extra))
+    return segmentation_out(_queue(db, "segment", row, "segmentation_id", extra))
 
 
-@router.get("/segmentations")
+@router.get(
+    "/segmentations",
+    response_model=Page[SegmentationOut],
+    responses=error_responses(*CALLER_STATUSES, 422),
+)
 def list_segmentations(
-    image_id: Id | None = None,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-    page: PageParams = Depends(page_params),
-) -> dict:
+    user: ResearcherDep,
+    db: SessionDep,
+    page: PageDep,
+    image_id: Id | None = Query(None, description="Only the segmentations of this image."),
+) -> Page[SegmentationOut]:
     query = select(Segmentation).order_by(Segmentation.id.desc())
     if user.role != Role.ADMIN:
         query = query.where(Segmentation.owner_id == user.id)
     if image_id is not None:
         query = query.where(Segmentation.image_id == image_id)
-    return paginate(db, query, page, segmentation_json)
+    return Page[SegmentationOut].model_validate(paginate(db, query, page, segmentation_out))
 
 
-@router.get("/segmentations/{segmentation_id}")
-def get_segmentation(
-    segmentation_id: Id,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-) -> dict:
+@router.get(
+    "/segmentations/{segmentation_id}",
+    response_model=SegmentationOut,
+    responses=error_responses(*CALLER_STATUSES, 404, 422),
+)
+def get_segmentation(segmentation_id: Id, user: ResearcherDep, db: SessionDep) -> SegmentationOut:
     row = _visible(db.get(Segmentation, segmentation_id), user, f"segmentation {segmentation_id}")
-    return segmentation_json(row)
+    return segmentation_out(row)
 
 
-def _result_file(request: Request, row, name: str) -> FileResponse:
+def _result_file(request: Request, row, name: str, media_type: str) -> FileResponse:
     storage = request.app.state.storage
     path = storage.result_dir(row.job_id) / name
     if not path.is_file():
-        raise HTTPException(404, f"{name} is not there yet: the job is {row.job.status}")
-    return FileResponse(path, filename=f"{type(row).__name__.lower()}-{row.id}-{name}")
+        raise NotFound(f"{name} is not there yet: the job is {row.job.status}", code="not_ready")
+    return FileResponse(
+        path, media_type=media_type, filename=f"{type(row).__name__.lower()}-{row.id}-{name}"
+    )
 
 
-@router.get("/segmentations/{segmentation_id}/lesions.{fmt}")
+@router.get(
+    "/segmentations/{segmentation_id}/lesions.{fmt}",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "The lesion table with the segmentation's settings (JSON), or its "
+              "rows (CSV).",
+              "content": {"application/json": {"schema": {"type": "object"}},
+                          "text/csv": {"schema": {"type": "string"}}}},
+        **error_responses(*CALLER_STATUSES, 404, 422),
+    },
+)  # fmt: skip
 def download_lesions(
     segmentation_id: Id,
-    fmt: str,
     request: Request,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-):
-    if fmt not in ("json", "csv"):
-        raise HTTPException(404, "lesion tables come as lesions.json or lesions.csv")
+    user: ResearcherDep,
+    db: SessionDep,
+    fmt: str = Path(
+        description="json or csv (404 for any other).",
+        json_schema_extra={"enum": list(LESION_FORMATS)},
+    ),
+) -> FileResponse:
+    """The lesion table of a finished segmentation (404 until it is there)."""
+    if fmt not in LESION_FORMATS:
+        raise NotFound("lesion tables come as lesions.json or lesions.csv")
     row = _visible(db.get(Segmentation, segmentation_id), user, f"segmentation {segmentation_id}")
-    return _result_file(request, row, f"lesions.{fmt}")
+    media = "application/json" if fmt == "json" else "text/csv; charset=utf-8"
+    return _result_file(request, row, f"lesions.{fmt}", media)
 
 
-@router.get("/segmentations/{segmentation_id}/dicom-seg")
+@router.get(
+    "/segmentations/{segmentation_id}/dicom-seg",
+    response_class=FileResponse,
+    responses={
+        **file_responses("The label map as a DICOM-SEG object referencing the uploaded series.",
+                         "application/dicom", schema=BINARY),
+        **error_responses(*CALLER_STATUSES, 404, 422),
+    },
+)  # fmt: skip
 def download_dicom_seg(
-    segmentation_id: Id,
-    request: Request,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-):
+    segmentation_id: Id, request: Request, user: ResearcherDep, db: SessionDep
+) -> FileResponse:
+    """The DICOM-SEG of a finished segmentation of a DICOM upload (404 otherwise)."""
     row = _visible(db.get(Segmentation, segmentation_id), user, f"segmentation {segmentation_id}")
     if not row.dicom_seg_path:
-        raise HTTPException(404, "no DICOM-SEG: made only for images uploaded as DICOM")
+        raise NotFound("no DICOM-SEG: made only for images uploaded as DICOM")
     return FileResponse(
         request.app.state.storage.absolute(row.dicom_seg_path),
         media_type="application/dicom",
@@ -168,25 +201,21 @@ def _synthesis_inputs(db: Session, body: SynthesisBody, user: User) -> tuple[Vol
     image = _image(db, body.image_id, "image", user)
     mask = _image(db, body.mask_id, "label", user)
     if list(mask.shape) != list(image.shape):
-        raise HTTPException(
-            422, f"mask {mask.id} has shape {mask.shape} but image {image.id} has {image.shape}"
+        raise Invalid(
+            f"mask {mask.id} has shape {mask.shape} but image {image.id} has {image.shape}"
         )
     types = organ_types()[body.organ]
     if body.tumor_type not in types:
-        raise HTTPException(
-            422, f"tumor type {body.tumor_type!r} is not one of {body.organ}'s: {types}"
-        )
+        raise Invalid(f"tumor type {body.tumor_type!r} is not one of {body.organ}'s: {types}")
     if set(body.protect_labels) & set(body.mask_labels):
-        raise HTTPException(422, "a label cannot be both organ (mask_labels) and protected")
+        raise Invalid("a label cannot be both organ (mask_labels) and protected")
     outside = [
         c
         for c in body.centers or []
         if not all(0 <= v < n for v, n in zip(c, image.shape, strict=True))
     ]
     if outside:
-        raise HTTPException(
-            422, f"centre {list(outside[0])} is no voxel of the image of shape {image.shape}"
-        )
+        raise Invalid(f"centre {list(outside[0])} is no voxel of the image of shape {image.shape}")
     return image, mask
 
 
@@ -194,23 +223,20 @@ def _synthesis_inputs(db: Session, body: SynthesisBody, user: User) -> tuple[Vol
     "/syntheses/preview",
     response_class=Response,
     responses={
-        200: {"content": {"application/octet-stream": {}},
-              "description": "The crop around the centres with its tumors: uncompressed NIfTI "
-              "(int16 HU) on the image's grid (its affine places it in the image)."},
-        404: {"description": "Image or mask not found."},
-        422: {"description": "Bad request, or a centre the engine refuses (the detail says why)."},
+        **file_responses("The crop around the centres with its tumors: uncompressed NIfTI "
+                         "(int16 HU) on the image's grid (its affine places it in the image).",
+                         "application/octet-stream", schema=BINARY),
+        **error_responses(400, *CALLER_STATUSES, 404, 422),
     },
 )  # fmt: skip
 async def preview_synthesis(
-    body: SynthesisBody,
-    request: Request,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
+    body: SynthesisBody, request: Request, user: ResearcherDep, db: SessionDep
 ) -> Response:
     """Synthesize tumors at ``centers`` into a crop of the image, for the playground's preview
-    (a bounded box around the centres: well under a second). Stores nothing."""
+    (a bounded box around the centres: well under a second). Stores nothing. 404: image or
+    mask not found; 422: a bad request, or a centre the engine refuses (the detail says why)."""
     if not body.centers:
-        raise HTTPException(422, "a preview needs `centers`: where the tumors go")
+        raise Invalid("a preview needs `centers`: where the tumors go")
     image, mask = _synthesis_inputs(db, body, user)
     wanted = playground.PreviewRequest(
         organ=body.organ, tumor_type=body.tumor_type, profile=body.profile, seed=body.seed,
@@ -226,18 +252,19 @@ async def preview_synthesis(
             playground.preview, request.app.state.storage, *paths, wanted
         )
     except SynTumorError as error:
-        raise HTTPException(422, str(error)) from None
+        raise Invalid(str(error), code="refused_by_engine") from None
     return Response(
         data, media_type="application/octet-stream", headers={"Cache-Control": "no-store"}
     )
 
 
-@router.post("/syntheses", status_code=202)
-def create_synthesis(
-    body: SynthesisBody,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-) -> dict:
+@router.post(
+    "/syntheses",
+    status_code=202,
+    response_model=SynthesisOut,
+    responses=error_responses(400, *CALLER_STATUSES, 404, 422),
+)
+def create_synthesis(body: SynthesisBody, user: ResearcherDep, db: SessionDep) -> SynthesisOut:
     """Queue a tumor synthesis into a stored image inside a stored organ mask."""
     image, mask = _synthesis_inputs(db, body, user)
     row = Synthesis(
@@ -256,62 +283,72 @@ def create_synthesis(
     if extra:  # kept with the job's parameters (the row has no columns for them)
         row.job.params = {**row.job.params, **extra}
         db.commit()
-    return synthesis_json(row)
+    return synthesis_out(row)
 
 
-@router.get("/syntheses")
-def list_syntheses(
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-    page: PageParams = Depends(page_params),
-) -> dict:
+@router.get(
+    "/syntheses",
+    response_model=Page[SynthesisOut],
+    responses=error_responses(*CALLER_STATUSES, 422),
+)
+def list_syntheses(user: ResearcherDep, db: SessionDep, page: PageDep) -> Page[SynthesisOut]:
     query = select(Synthesis).order_by(Synthesis.id.desc())
     if user.role != Role.ADMIN:
         query = query.where(Synthesis.owner_id == user.id)
-    return paginate(db, query, page, synthesis_json)
+    return Page[SynthesisOut].model_validate(paginate(db, query, page, synthesis_out))
 
 
-@router.get("/syntheses/{synthesis_id}")
-def get_synthesis(
-    synthesis_id: Id,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-) -> dict:
-    return synthesis_json(
+@router.get(
+    "/syntheses/{synthesis_id}",
+    response_model=SynthesisOut,
+    responses=error_responses(*CALLER_STATUSES, 404, 422),
+)
+def get_synthesis(synthesis_id: Id, user: ResearcherDep, db: SessionDep) -> SynthesisOut:
+    return synthesis_out(
         _visible(db.get(Synthesis, synthesis_id), user, f"synthesis {synthesis_id}")
     )
 
 
-@router.get("/syntheses/{synthesis_id}/manifest")
+@router.get(
+    "/syntheses/{synthesis_id}/manifest",
+    response_class=FileResponse,
+    responses={
+        **file_responses("The synthesis manifest (every drawn parameter, for replaying it).",
+                         "application/json", schema={"type": "object"}),
+        **error_responses(*CALLER_STATUSES, 404, 422),
+    },
+)  # fmt: skip
 def download_manifest(
-    synthesis_id: Id,
-    request: Request,
-    user: User = Depends(deps.require_researcher),
-    db: Session = Depends(deps.get_db),
-):
+    synthesis_id: Id, request: Request, user: ResearcherDep, db: SessionDep
+) -> FileResponse:
+    """The manifest of a finished synthesis (404 until it is there)."""
     row = _visible(db.get(Synthesis, synthesis_id), user, f"synthesis {synthesis_id}")
-    return _result_file(request, row, "manifest.json")
+    return _result_file(request, row, "manifest.json", "application/json")
 
 
-@router.get("/models")
-def list_models(request: Request, user: User = Depends(deps.require_researcher)) -> dict:
+@router.get("/models", response_model=ModelListOut, responses=error_responses(*CALLER_STATUSES))
+def list_models(request: Request, user: ResearcherDep) -> ModelListOut:
     """The registered segmentation models and whether their file is here; ``can_pull``: whether
     this user may download the others (admins, on the admin page's models panel)."""
     items = [
-        {
-            "name": s.entry.name,
-            "arch": s.entry.arch,
-            "status": s.status,
-            "tumors": s.entry.tumors,
-            "description": s.entry.description,
-        }
+        ModelOut(
+            name=s.entry.name,
+            arch=s.entry.arch,
+            status=s.status,
+            tumors=s.entry.tumors,
+            description=s.entry.description,
+        )
         for s in registry_models(request.app.state.settings.data_dir)
     ]
-    return {"items": items, "total": len(items), "limit": len(items), "offset": 0,
-            "can_pull": user.role == Role.ADMIN, "pull_page": "/admin#models"}  # fmt: skip
+    return ModelListOut(items=items, total=len(items), limit=len(items), offset=0,
+                        can_pull=user.role == Role.ADMIN, pull_page="/admin#models")  # fmt: skip
 
 
-@router.get("/synthesis-options")
-def synthesis_options(_user: User = Depends(deps.require_researcher)) -> dict:
+@router.get(
+    "/synthesis-options",
+    response_model=SynthesisOptionsOut,
+    responses=error_responses(*CALLER_STATUSES),
+)
+def synthesis_options(_user: ResearcherDep) -> SynthesisOptionsOut:
     """Organs, their tumor types and the profiles, for building forms."""
-    return {"organs": organ_types(), "profiles": list(PROFILES)}
+    return SynthesisOptionsOut(organs=organ_types(), profiles=list(PROFILES))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from math import ceil
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, select
 
 from app.db import Id
 from app.db.tables import Job, Role, Segmentation, Synthesis, User, Volume
+from app.errors import NotFound
 from app.jobs.schemas import job_json
 from app.processing.schemas import organ_types, segmentation_json, synthesis_json
 from app.volumes import service as volume_service
@@ -29,7 +30,7 @@ RESULT_PAGES = {"segment": "segmentation", "synthesize": "synthesis"}
 
 def _owned(row, user: User, what: str):
     if row is None or (user.role != Role.ADMIN and row.owner_id != user.id):
-        raise HTTPException(404, f"{what} not found")
+        raise NotFound(f"{what} not found")
     return row
 
 

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from syntumor_core.postprocess import DEFAULT_MIN_LESION_MM3
 
 from app.common import DbInt, Id, OrganName, ProfileName
 from app.db.tables import Segmentation, Synthesis
-from app.jobs.schemas import job_json
-from syntumor_core.synthesis import ORGAN_PROFILES, get_organ_profile
+from app.jobs.schemas import JobOut, job_json
+from app.registry.catalog import TUMOR_KINDS
+from syntumor_core.models import ARCHITECTURES
+from syntumor_core.synthesis import ORGAN_PROFILES, PROFILES, get_organ_profile
+
+ModeName = Literal["fast", "parity"]
+# The registry's rule for a model name (app.registry.catalog.check_model_name); which names are
+# registered depends on the server (GET /api/v1/models lists them).
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+MODEL_NAME_RULE = (
+    "A registered model's name (GET /api/v1/models lists them): 1-64 lower-case letters, "
+    "digits, '.', '_' or '-'. Never a path."
+)
 
 
 def organ_types() -> dict[str, list[str]]:
     """Tumor types per organ profile in size order (as the profiles define them), then mix."""
     return {organ: list(get_organ_profile(organ).types) for organ in ORGAN_PROFILES}
+
+
+def all_tumor_types() -> list[str]:
+    """Every organ's tumor types, each once (the organ decides which of them it takes)."""
+    return list(dict.fromkeys(t for types in organ_types().values() for t in types))
 
 
 class LesionFilterBody(BaseModel):
@@ -35,8 +51,13 @@ class LesionFilterBody(BaseModel):
 
 class SegmentationBody(BaseModel):
     image_id: Id
-    model: str = Field("demo", min_length=1, max_length=200)
-    mode: str = Field("fast", pattern="^(fast|parity)$")
+    # The name's rule is shown here; the server answers 422 naming the registered models for
+    # any other name (a path included).
+    model: str = Field(
+        "demo", min_length=1, max_length=200, description=MODEL_NAME_RULE,
+        json_schema_extra={"pattern": MODEL_NAME_PATTERN},
+    )  # fmt: skip
+    mode: ModeName = Field("fast", description="fast (refined grid) or parity (the original).")
     overlap: float = Field(
         0.5,
         ge=0.0,
@@ -55,7 +76,11 @@ class SynthesisBody(BaseModel):
     mask_id: Id
     mask_labels: list[DbInt] = Field(default_factory=lambda: [1], min_length=1, max_length=20)
     organ: OrganName = "liver"
-    tumor_type: str = "mix"
+    tumor_type: str = Field(
+        "mix", max_length=40, description="One of the organ's tumor types (GET "
+        "/api/v1/synthesis-options lists them per organ).",
+        json_schema_extra={"enum": all_tumor_types()},
+    )  # fmt: skip
     profile: ProfileName = "paper"
     seed: int = Field(0, ge=0, le=2**32 - 1)
     protect_labels: list[DbInt] = Field(
@@ -94,6 +119,110 @@ class SynthesisBody(BaseModel):
         return {key: value for key, value in chosen.items() if value is not None}
 
 
+class LesionFilterOut(BaseModel):
+    """The lesion filter a segmentation was asked for (null for requests made before it)."""
+
+    min_volume_mm3: float
+    organ_contact: bool
+    tumor_probability: float | None = None
+
+
+class LesionOut(BaseModel):
+    """One tumor of a segmentation (``syntumor_core.segmentation.LesionRow``); null for a value
+    that is not finite."""
+
+    model_config = ConfigDict(extra="allow")
+
+    index: int = Field(description="Rank by size, 1 = the largest.")
+    voxels: int
+    volume_ml: float | None
+    longest_axial_diameter_mm: float | None
+    centroid_voxel: list[float | None] = Field(description="Centre of mass (i, j, k).")
+    centroid_mm: list[float | None] = Field(description="The same point in RAS+ mm.")
+    mean_hu: float | None
+
+
+class SegmentationDownloads(BaseModel):
+    """Where the outputs are, once there (null until then, or never for dicom_seg)."""
+
+    label: str | None
+    lesions_json: str | None
+    lesions_csv: str | None
+    dicom_seg: str | None = Field(description="Only for images uploaded as DICOM.")
+
+
+class SegmentationOut(BaseModel):
+    """A segmentation request, its job and (when done) its label map and lesions."""
+
+    id: int
+    image_id: int
+    model: str
+    mode: ModeName
+    overlap: float
+    label_id: int | None = Field(description="The label map made (0 background, 1 liver, 2 tumor).")
+    lesions: list[LesionOut] | None
+    lesion_filter: LesionFilterOut | None
+    job: JobOut
+    downloads: SegmentationDownloads
+
+
+class SynthesisDownloads(BaseModel):
+    image: str | None
+    label: str | None
+    manifest: str | None
+
+
+class SynthesisOut(BaseModel):
+    """A synthesis request, its job and (when done) the image and label map it made."""
+
+    id: int
+    image_id: int
+    mask_id: int
+    mask_labels: list[int]
+    organ: str = Field(json_schema_extra={"enum": list(ORGAN_PROFILES)})
+    tumor_type: str
+    profile: str = Field(json_schema_extra={"enum": list(PROFILES)})
+    seed: int
+    protect_labels: list[int]
+    centers: list[list[int]] | None
+    out_image_id: int | None
+    out_label_id: int | None
+    job: JobOut
+    downloads: SynthesisDownloads
+
+
+class ModelOut(BaseModel):
+    """A registered segmentation model and whether its file is here."""
+
+    name: str
+    arch: str = Field(json_schema_extra={"enum": list(ARCHITECTURES)})
+    status: Literal["local", "remote", "missing"] = Field(
+        description="local: here; remote: downloadable; missing: not here, no link known."
+    )
+    tumors: str = Field(
+        description="What it was trained on.", json_schema_extra={"enum": list(TUMOR_KINDS)}
+    )
+    description: str
+
+
+class ModelListOut(BaseModel):
+    """The registered models (all on one page) and whether the caller may download others."""
+
+    items: list[ModelOut]
+    total: int
+    limit: int
+    offset: int
+    can_pull: bool = Field(description="Whether this user may download models (admins).")
+    pull_page: str = Field(description="Where admins download them.")
+
+
+class SynthesisOptionsOut(BaseModel):
+    """What a synthesis form offers."""
+
+    organs: dict[str, list[str]] = Field(description="Organ -> its tumor types.")
+    profiles: list[str]
+
+
 def segmentation_json(row: Segmentation) -> dict:
     base = f"/api/v1/segmentations/{row.id}"
     done = row.label_id is not None
@@ -114,6 +243,10 @@ def segmentation_json(row: Segmentation) -> dict:
             "dicom_seg": f"{base}/dicom-seg" if row.dicom_seg_path else None,
         },
     }
+
+
+def segmentation_out(row: Segmentation) -> SegmentationOut:
+    return SegmentationOut.model_validate(segmentation_json(row))
 
 
 def synthesis_json(row: Synthesis) -> dict:
@@ -138,3 +271,7 @@ def synthesis_json(row: Synthesis) -> dict:
             "manifest": f"/api/v1/syntheses/{row.id}/manifest" if row.manifest_path else None,
         },
     }
+
+
+def synthesis_out(row: Synthesis) -> SynthesisOut:
+    return SynthesisOut.model_validate(synthesis_json(row))
