@@ -89,7 +89,9 @@ class Unavailable(AppError):
 def error_for_status(status: int, detail: str, **kwargs: Any) -> AppError:
     """The :class:`AppError` of ``status`` (for a lower layer's error that carries a status,
     e.g. an upload refused with 415)."""
-    for kind in AppError.__subclasses__():
+    family = (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Gone, TooLarge,
+              UnsupportedMediaType, Invalid, TooManyRequests, Unavailable)  # fmt: skip
+    for kind in family:
         if kind.status == status:
             return kind(detail, **kwargs)
     return AppError(detail, status=status, code=kwargs.pop("code", None) or code_for_status(status),
