@@ -12,9 +12,14 @@ from fastapi.templating import Jinja2Templates
 
 from app.accounts import auth
 from app.db.tables import Role, User
+from syntumor_core.segmentation.options import DEFAULT_MIN_LESION_MM3, DEFAULT_OVERLAP
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
+# the core's segmentation defaults, for the forms that start segmentations and evaluations
+templates.env.globals.update(
+    default_overlap=DEFAULT_OVERLAP, default_min_lesion_mm3=DEFAULT_MIN_LESION_MM3
+)
 
 
 class LoginRequired(Exception):

@@ -18,15 +18,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from syntumor_core.segmentation.options import (  # torch-free: the defaults only
+    DEFAULT_MIN_LESION_MM3,
+    DEFAULT_OVERLAP,
+    REFINE_MARGIN,
+)
+
 if TYPE_CHECKING:
-    from syntumor_core.inference import LesionRow, Segmenter
+    from syntumor_core.segmentation import LesionRow, Predictor
 
 logger = logging.getLogger(__name__)
 
 COMMAND_NAMES = ("segment", "evaluate")
 DEFAULT_DATA_DIR = Path("var")
-DEFAULT_REFINE_MARGIN = 0.5  # syntumor_core.inference.REFINE_MARGIN (not imported: torch is slow)
-DEFAULT_MIN_LESION_MM3 = 50.0  # syntumor_core.postprocess.DEFAULT_MIN_LESION_MM3 (a test checks)
+DEFAULT_REFINE_MARGIN = REFINE_MARGIN  # the core's defaults (syntumor_core.segmentation.options)
 METRIC_COLUMNS = ("liver_dice", "liver_nsd", "tumor_dice", "tumor_nsd")
 EMPTY_CASES_NOTE = (
     "A structure absent from both the truth and the prediction of a case scores NaN (as in the "
@@ -56,7 +61,7 @@ DeviceOption = Annotated[
     str | None, typer.Option("--device", help="cpu or cuda (default: cuda when available).")
 ]
 OverlapOption = Annotated[
-    float, typer.Option("--overlap", help="Sliding-window overlap (0.75: the authors' setting).")
+    float, typer.Option("--overlap", help="Sliding-window overlap (default: the authors' setting).")
 ]
 
 RefineOption = Annotated[
@@ -104,19 +109,19 @@ TumorProbabilityOption = Annotated[
 
 
 def lesion_filter_options(min_volume_mm3: float, organ_contact: bool, probability: float | None):
-    """The :class:`~syntumor_core.postprocess.LesionFilter` of the command line.
+    """The :class:`~syntumor_core.segmentation.options.LesionFilter` of the command line.
 
     Raises:
         ParameterError: a bad value (a one-line error through ``user_errors``).
     """
-    from syntumor_core.postprocess import LesionFilter
+    from syntumor_core.segmentation import LesionFilter
 
     return LesionFilter(min_volume_mm3, organ_contact, probability)
 
 
 def _speed_options(mode: str, overlap: float, refine: float, compile: bool | None) -> dict:
-    """Segmenter options from the command line (parity mode ignores the refinement and
-    refuses ``--compile`` with a message that says why)."""
+    """Run-time options of ``predict`` from the command line (parity mode ignores the
+    refinement and refuses ``--compile`` with a message that says why)."""
     margin = refine if refine >= 0 else None
     return {"mode": mode, "overlap": overlap, "refine_margin": margin, "compile": compile}
 
@@ -134,39 +139,42 @@ def register(app: typer.Typer) -> None:
         app.command("evaluate")(evaluate)
 
 
-def _load_segmenter(
-    model: str, arch: str | None, data_dir: Path, **options: Any
-) -> tuple[Segmenter, str]:
+def _load_predictor(
+    model: str, arch: str | None, data_dir: Path, **settings: Any
+) -> tuple[Predictor, str]:
     from app.registry.catalog import resolve_model
     from app.settings import Settings
-    from syntumor_core.inference import Segmenter
+    from syntumor_core.segmentation import Predictor
 
     checkpoint, resolved_arch = resolve_model(model, data_dir, arch=arch)
-    options.setdefault("max_voxels", Settings().max_voxels)  # SYNTUMOR_MAX_VOXELS
-    return Segmenter.from_checkpoint(checkpoint, arch=resolved_arch, **options), str(checkpoint)
+    settings.setdefault("max_voxels", Settings().max_voxels)  # SYNTUMOR_MAX_VOXELS
+    return Predictor.from_checkpoint(checkpoint, arch=resolved_arch, **settings), str(checkpoint)
 
 
-def _provenance(segmenter: Segmenter, model: str, checkpoint: str) -> dict[str, Any]:
+def _provenance(
+    predictor: Predictor, options: dict[str, Any], model: str, checkpoint: str
+) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         code_version = version("syntumor")
     except PackageNotFoundError:
         code_version = "unknown"
-    info = segmenter.checkpoint
+    info, plan = predictor.checkpoint, predictor.plan(**options)
     return {
         "model": model,
         "checkpoint": checkpoint,
         "sha256": info.sha256 if info else None,
-        "arch": segmenter.arch,
-        "mode": segmenter.mode,
-        "overlap": segmenter.overlap,
-        "refine_margin": segmenter.refine_margin,
-        "compiled": segmenter.compiled,  # the network ran through torch.compile
-        "roi_size": list(segmenter.roi_size),
-        "spacing_mm": list(segmenter.spacing_mm),
-        "hu_window": list(segmenter.hu_window),
-        "device": str(segmenter.device),
+        "arch": predictor.arch,
+        "mode": plan.mode,
+        "overlap": plan.overlap,
+        "refine_margin": plan.refine_margin,
+        # the network ran through torch.compile
+        "compiled": predictor.fast.compiled and plan.compile_from is not None,
+        "roi_size": list(predictor.roi_size),
+        "spacing_mm": list(predictor.spacing_mm),
+        "hu_window": list(predictor.hu_window),
+        "device": str(predictor.device),
         "code_version": code_version,
     }
 
@@ -201,7 +209,7 @@ def write_lesions(path: Path, lesions: tuple[LesionRow, ...], provenance: dict) 
 
     Args:
         path: ``.json`` or ``.csv`` file.
-        lesions: the rows of :func:`syntumor_core.inference.lesion_table`.
+        lesions: the rows of :func:`syntumor_core.segmentation.lesion_table`.
         provenance: model and settings, stored in the JSON form.
     """
     if path.suffix.lower() == ".csv":
@@ -216,7 +224,7 @@ def write_lesions(path: Path, lesions: tuple[LesionRow, ...], provenance: dict) 
 
 
 def _lesion_columns() -> list[str]:
-    from syntumor_core.inference import LesionRow
+    from syntumor_core.segmentation import LesionRow
 
     empty = LesionRow(0, 0, 0.0, 0.0, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0.0)
     return list(_lesion_csv_row(empty))
@@ -254,7 +262,7 @@ def segment(
     arch: ArchOption = None,
     mode: ModeOption = "fast",
     device: DeviceOption = None,
-    overlap: OverlapOption = 0.75,
+    overlap: OverlapOption = DEFAULT_OVERLAP,
     refine_margin: RefineOption = DEFAULT_REFINE_MARGIN,
     compile: CompileOption = None,
     min_lesion_mm3: MinLesionOption = DEFAULT_MIN_LESION_MM3,
@@ -275,14 +283,13 @@ def segment(
     with user_errors():
         cleaning = lesion_filter_options(min_lesion_mm3, organ_contact, tumor_probability)
         volume = load_volume(image)
-        segmenter, checkpoint = _load_segmenter(
-            model, arch, data_dir, device=device,
-            **_speed_options(mode, overlap, refine_margin, compile),
-        )  # fmt: skip
+        options = _speed_options(mode, overlap, refine_margin, compile)
+        predictor, checkpoint = _load_predictor(model, arch, data_dir, device=device)
         with progress_bar("segment") as progress:
-            result = segmenter.predict(volume, progress=progress, lesion_filter=cleaning)
+            result = predictor.predict(volume, progress=progress, lesion_filter=cleaning,
+                                       **options)  # fmt: skip
         save_nifti(result.labels, out_label, dtype=np.uint8)
-        provenance = {"image": str(image), **_provenance(segmenter, model, checkpoint),
+        provenance = {"image": str(image), **_provenance(predictor, options, model, checkpoint),
                       "lesion_filter": result.lesion_filter}  # fmt: skip
         _write_json(_sidecar_path(out_label), {**provenance, "seconds": result.seconds,
                                                "lesion_filter_removed": result.lesion_report})  # fmt: skip
@@ -428,7 +435,7 @@ def evaluate(
     arch: ArchOption = None,
     mode: ModeOption = "fast",
     device: DeviceOption = None,
-    overlap: OverlapOption = 0.75,
+    overlap: OverlapOption = DEFAULT_OVERLAP,
     refine_margin: RefineOption = DEFAULT_REFINE_MARGIN,
     compile: CompileOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
@@ -443,15 +450,13 @@ def evaluate(
         overlap_report = _warn_overlap(
             selection_overlap(cases, selection), len(cases), f"{selection_file} [{selection_split}]"
         )
-        segmenter, checkpoint = _load_segmenter(
-            model, arch, data_dir, device=device,
-            **_speed_options(mode, overlap, refine_margin, compile),
-        )  # fmt: skip
-        rows, detection = _score_cases(segmenter, cases, root, out)
+        options = _speed_options(mode, overlap, refine_margin, compile)
+        predictor, checkpoint = _load_predictor(model, arch, data_dir, device=device)
+        rows, detection = _score_cases(predictor, options, cases, root, out)
         _write_rows(out / "metrics.csv", rows)
         summary = {
             "data": {"file": str(data), "split": split, "root": str(root), "cases": len(cases)},
-            **_provenance(segmenter, model, checkpoint),
+            **_provenance(predictor, options, model, checkpoint),
             "scoring": {
                 "empty_cases": EMPTY_CASES_NOTE,
                 "liver": "label 1 only, as the original",
@@ -476,7 +481,11 @@ def evaluate(
 
 
 def _score_cases(
-    segmenter: Segmenter, cases: list[dict[str, str]], root: Path, out: Path
+    predictor: Predictor,
+    options: dict[str, Any],
+    cases: list[dict[str, str]],
+    root: Path,
+    out: Path,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Predict, save and score every case; returns the CSV rows and the pooled detection."""
     from app.cli.common import progress_bar
@@ -490,9 +499,10 @@ def _score_cases(
         for index, case in enumerate(cases):
             name = _case_name(case["image"])
             image, label = _load_case(root, case)
-            result = segmenter.predict(
-                image, progress=lambda done, i=index: progress((i + done) / len(cases))
-            )
+            result = predictor.predict(
+                image, progress=lambda done, i=index: progress((i + done) / len(cases)),
+                **options,
+            )  # fmt: skip
             predicted = result.labels.array
             save_nifti(Volume(predicted, label.affine), predictions / f"{name}.nii.gz")
             rows.append({"name": name, **evaluate_case(predicted, label.array, label.spacing)})

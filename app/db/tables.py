@@ -15,6 +15,7 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, Stri
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base, utcnow
+from syntumor_core.segmentation.options import DEFAULT_OVERLAP
 
 
 class Role(enum.StrEnum):
@@ -135,7 +136,7 @@ class Segmentation(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("volumes.id", ondelete="CASCADE"))
     model: Mapped[str] = mapped_column(String(200))
     mode: Mapped[str] = mapped_column(String(16), default="fast")
-    overlap: Mapped[float] = mapped_column(Float, default=0.5)
+    overlap: Mapped[float] = mapped_column(Float, default=DEFAULT_OVERLAP)
     label_id: Mapped[int | None] = mapped_column(ForeignKey("volumes.id", ondelete="SET NULL"))
     lesions: Mapped[list[Any] | None] = mapped_column(JSON)
     dicom_seg_path: Mapped[str | None] = mapped_column(String(300))

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from syntumor_core.postprocess import DEFAULT_MIN_LESION_MM3
 
 from app.common import DbInt, Id, OrganName, ProfileName
 from app.db.tables import Segmentation, Synthesis
 from app.jobs.schemas import JobOut, job_json
 from app.registry.catalog import TUMOR_KINDS
 from syntumor_core.models import ARCHITECTURES
+from syntumor_core.segmentation.options import DEFAULT_MIN_LESION_MM3, DEFAULT_OVERLAP
 from syntumor_core.synthesis import ORGAN_PROFILES, PROFILES, get_organ_profile
 
 ModeName = Literal["fast", "parity"]
@@ -35,7 +35,7 @@ def all_tumor_types() -> list[str]:
 
 
 class LesionFilterBody(BaseModel):
-    """Cleaning of the tumor label (``syntumor_core.postprocess.LesionFilter``)."""
+    """Cleaning of the tumor label (``syntumor_core.segmentation.LesionFilter``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -59,11 +59,11 @@ class SegmentationBody(BaseModel):
     )  # fmt: skip
     mode: ModeName = Field("fast", description="fast (refined grid) or parity (the original).")
     overlap: float = Field(
-        0.5,
+        DEFAULT_OVERLAP,
         ge=0.0,
         lt=1.0,
-        description="Sliding-window overlap: 0.5 is quick on a CPU; 0.75 is the authors' "
-        "evaluation setting (about 8x the work).",
+        description=f"Sliding-window overlap: {DEFAULT_OVERLAP} (the default) is the authors' "
+        "evaluation setting; 0.5 is about 8x less work, quick on a CPU.",
     )
     lesion_filter: LesionFilterBody = Field(default_factory=LesionFilterBody)
 

@@ -2,7 +2,8 @@
 
 Each handler reads its request row, loads the stored volumes, runs the core with a progress
 callback (which also notices cancellation), stores the outputs as new volumes and fills in the
-request row. Loaded segmenters stay in the worker's cache between jobs.
+request row. Loaded predictors stay in the worker's cache between jobs (a core
+``PredictorCache`` keyed by checkpoint hash and device; mode and overlap are per job).
 """
 
 from __future__ import annotations
@@ -38,19 +39,23 @@ LESION_COLUMNS = (
 )
 
 
-def _segmenter(context: JobContext, model: str, mode: str, overlap: float):
-    from app.registry.catalog import resolve_model
-    from syntumor_core.inference import Segmenter
+PREDICTORS_KEY = "predictors"  # the worker's cache entry holding the PredictorCache
 
-    key = f"segmenter:{model}:{mode}:{overlap}"
-    if key not in context.cache:
-        context.log(f"loading model {model} ({mode} mode)")
-        checkpoint, arch = resolve_model(model, context.settings.data_dir, allow_path=False)
-        context.cache[key] = Segmenter.from_checkpoint(
-            checkpoint, arch=arch, mode=mode, overlap=overlap, device=context.settings.device,
-            max_voxels=context.settings.max_voxels,
-        )  # fmt: skip
-    return context.cache[key]
+
+def _predictor(context: JobContext, model: str):
+    from app.registry.catalog import resolve_model
+    from syntumor_core.segmentation import PredictorCache
+
+    cache = context.cache.get(PREDICTORS_KEY)
+    if cache is None:
+        cache = context.cache[PREDICTORS_KEY] = PredictorCache(
+            maxsize=2, max_voxels=context.settings.max_voxels
+        )
+    checkpoint, arch = resolve_model(model, context.settings.data_dir, allow_path=False)
+    device = context.settings.device
+    if cache.key(checkpoint, device) not in cache.keys():
+        context.log(f"loading model {model}")
+    return cache.get(checkpoint, device=device, arch=arch)
 
 
 def lesion_rows(lesions) -> list[dict[str, Any]]:
@@ -119,19 +124,21 @@ def run_segmentation(context: JobContext) -> dict[str, Any]:
         grid = image_row.shape, image_row.spacing
     context.progress(0.02, "loading the model", force=True)
     try:
-        from syntumor_core.postprocess import LesionFilter
+        from syntumor_core.segmentation import LesionFilter
 
         cleaning = LesionFilter.from_mapping(context.params.get("lesion_filter"))
-        segmenter = _segmenter(context, model, mode, overlap)
+        predictor = _predictor(context, model)
         try:  # before the image is read: the numbers are in its row
-            check_resampled_size(*grid, segmenter.spacing_mm, name=image_name,
+            check_resampled_size(*grid, predictor.spacing_mm, name=image_name,
                                  max_voxels=context.settings.max_voxels)  # fmt: skip
         except VolumeError as error:
             raise JobFailed(str(error) + BUDGET_HINT) from None
         image = context.storage.load(image_path)
         context.progress(0.05, "segmenting", force=True)
-        result = segmenter.predict(
+        result = predictor.predict(
             image,
+            mode=mode,
+            overlap=overlap,
             progress=lambda f: context.progress(0.05 + 0.85 * f, "segmenting"),
             lesion_filter=cleaning,
         )

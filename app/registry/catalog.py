@@ -209,7 +209,7 @@ def finest_grid_mm(
 ) -> float:
     """The finest grid (mm) that a model here runs on (the published 1 mm at least): uploads
     are checked against it, so any model can segment what was accepted."""
-    from syntumor_core.inference import SPACING_MM, settings_beside
+    from syntumor_core.segmentation import SPACING_MM, settings_beside
 
     finest = min(SPACING_MM)
     for status in list_models(data_dir, registry_path):
@@ -347,9 +347,9 @@ def _trained_settings(checkpoint: Path) -> dict[str, Any]:
     Raises:
         ParameterError: that file records malformed settings.
     """
-    from syntumor_core.inference import settings_beside
+    from syntumor_core.segmentation import settings_beside
 
-    names = {"spacing_mm": "spacing_mm", "hu_window": "window_hu"}  # Segmenter → config.json
+    names = {"spacing_mm": "spacing_mm", "hu_window": "window_hu"}  # Predictor → config.json
     return {names[key]: list(value) for key, value in settings_beside(checkpoint).items()}
 
 

@@ -106,7 +106,7 @@ def test_segment_writes_csv_lesions_in_parity_mode(fold, tmp_path):
 
 
 def test_segment_refine_and_compile_options_reach_the_segmenter_and_the_sidecar(fold, tmp_path):
-    from syntumor_core.inference import REFINE_MARGIN
+    from syntumor_core.segmentation import REFINE_MARGIN
 
     assert DEFAULT_REFINE_MARGIN == REFINE_MARGIN
     refined, out = _segment(fold, tmp_path, "--no-compile")
@@ -203,7 +203,7 @@ def test_evaluate_missing_split_is_a_clear_error(fold, tmp_path):
 
 def test_segment_lesion_filter_options_reach_the_labels_and_the_sidecar(fold, tmp_path):
     from app.cli.segmentation import DEFAULT_MIN_LESION_MM3
-    from syntumor_core.postprocess import DEFAULT_MIN_LESION_MM3 as CORE_DEFAULT
+    from syntumor_core.segmentation import DEFAULT_MIN_LESION_MM3 as CORE_DEFAULT
 
     assert DEFAULT_MIN_LESION_MM3 == CORE_DEFAULT
     kept, out = _segment(fold, tmp_path, "--min-lesion-mm3", "0", "--no-organ-contact")

@@ -311,7 +311,7 @@ def test_add_refuses_bad_input(test_registry, data_dir, served, arguments, messa
 def test_add_keeps_the_training_settings_for_inference(test_registry, data_dir, served, tmp_path):
     """A model trained on a 1.5 mm grid (its run folder's config.json says so) is segmented
     on that grid after `models add`, not on the published 1 mm."""
-    from syntumor_core.inference import Segmenter
+    from syntumor_core.segmentation import Predictor
 
     run = tmp_path / "runs" / "coarse"
     run.mkdir(parents=True)
@@ -323,8 +323,8 @@ def test_add_keeps_the_training_settings_for_inference(test_registry, data_dir, 
     path, _ = registry.resolve_model(entry.name, data_dir)
     installed = json.loads((path.parent / "config.json").read_text())
     assert installed["spacing_mm"] == [1.5, 1.5, 1.5] and installed["window_hu"] == [-50.0, 200.0]
-    segmenter = Segmenter.from_checkpoint(path, device="cpu")
-    assert segmenter.spacing_mm == (1.5, 1.5, 1.5) and segmenter.hu_window == (-50.0, 200.0)
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    assert predictor.spacing_mm == (1.5, 1.5, 1.5) and predictor.hu_window == (-50.0, 200.0)
     (run / "config.json").write_text(json.dumps({"spacing_mm": [0, 1, 1]}))
     with pytest.raises(ParameterError, match="spacing_mm"):
         registry.add(run / "model.pt", "unet", "broken", data_dir)

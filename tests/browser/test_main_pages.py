@@ -171,11 +171,13 @@ def test_segment_shows_progress_then_overlay_and_lesions(page, web_server, resea
     canvas = page.locator("#tile-main canvas")
     before = wait_for_render(canvas)
     expect(page.locator("#segment-model")).to_have_value("demo")
-    # Parity mode (MONAI's sliding window, the plainest path) and no overlap: 4× fewer
-    # windows than the default 0.5 (the test is about the page, not the speed).
+    # Parity mode (MONAI's sliding window, the plainest path) and no overlap: far fewer
+    # windows than the default 0.75 (the test is about the page, not the speed).
+    from syntumor_core.segmentation import DEFAULT_MIN_LESION_MM3, DEFAULT_OVERLAP
+
+    expect(page.locator("#segment-overlap")).to_have_value(f"{DEFAULT_OVERLAP:g}")
     page.select_option("#segment-mode", "parity")
     page.fill("#segment-overlap", "0")
-    from syntumor_core.postprocess import DEFAULT_MIN_LESION_MM3
 
     expect(page.locator("#segment-min-lesion")).to_have_value(f"{DEFAULT_MIN_LESION_MM3:g}")
     expect(page.locator("#segment-organ-contact")).to_be_checked()
