@@ -1,7 +1,7 @@
 // The jobs page: cancel buttons, and rows of unfinished jobs kept up to date by polling.
 
 import { API, getJSON, isFinished, postJSON } from "./api.js";
-import { showError } from "./ui.js";
+import { describeTiming, showError } from "./ui.js";
 
 const errorBox = document.getElementById("jobs-error");
 const POLL_MS = 1500;
@@ -14,7 +14,7 @@ function updateRow(row, job) {
   const bar = row.querySelector("progress");
   bar.value = job.status === "succeeded" ? 1 : job.progress;
   bar.textContent = `${Math.round(bar.value * 100)} %`;
-  row.querySelector(".job-message").textContent = job.error || job.message || "";
+  row.querySelector(".job-message").textContent = [job.error || job.message, describeTiming(job)].filter(Boolean).join(" · ");
   if (isFinished(job.status)) {
     const button = row.querySelector("button.cancel");
     if (button) button.remove();

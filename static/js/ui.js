@@ -45,9 +45,40 @@ export function showError(node, message) {
   node.hidden = !message;
 }
 
+/** 1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, 21st, … */
+export function ordinal(number) {
+  const tens = number % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : { 1: "st", 2: "nd", 3: "rd" }[number % 10] || "th";
+  return `${number}${suffix}`;
+}
+
+/** An estimate of seconds left, for people: "about 40 s left", "about 3 min left". */
+export function timeLeft(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  if (seconds < 10) return "a few seconds left";
+  if (seconds < 90) return `about ${Math.round(seconds / 5) * 5} s left`;
+  if (seconds < 2 * 3600) return `about ${Math.round(seconds / 60)} min left`;
+  return `about ${(seconds / 3600).toFixed(1)} h left`;
+}
+
+/**
+ * A job's place in the queue and time left (JobOut's queue_position and eta_seconds) in words:
+ * "queued — 2nd in line · about 1 min left", "about 40 s left", or "" when they say nothing.
+ */
+export function describeTiming(job) {
+  const parts = [];
+  if (job.status === "queued" && job.queue_position) {
+    parts.push(job.queue_position === 1 ? "queued — next in line" : `queued — ${ordinal(job.queue_position)} in line`);
+  }
+  if ((job.status === "queued" || job.status === "running") && job.eta_seconds !== null && job.eta_seconds !== undefined) {
+    parts.push(timeLeft(job.eta_seconds));
+  }
+  return parts.join(" · ");
+}
+
 /**
  * A job's state in a progress block: <div class="job-progress"> with a <progress>, a status
- * badge and the job's message.
+ * badge, the job's message and (in .job-eta) its queue position and time left.
  */
 export function showJob(block, job) {
   block.hidden = false;
@@ -61,6 +92,11 @@ export function showJob(block, job) {
   const percent = `${Math.round((job.status === "succeeded" ? 1 : job.progress) * 100)} %`;
   const text = job.error ? `${percent} · ${job.error}` : `${percent}${job.message ? ` · ${job.message}` : ""}`;
   message.textContent = text;
+  const timing = block.querySelector(".job-eta");
+  if (timing) {
+    timing.textContent = describeTiming(job);
+    timing.hidden = !timing.textContent;
+  }
   block.dataset.status = job.status;
 }
 
