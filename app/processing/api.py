@@ -14,14 +14,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.common import Id, Page, PageDep, file_responses, paginate
-from app.db.tables import Job, Role, Segmentation, Synthesis, User, Volume
+from app.db.tables import Role, Segmentation, Synthesis, User, Volume
 from app.deps import ResearcherDep, SessionDep
-from app.errors import CALLER_STATUSES, Invalid, NotFound, error_responses
+from app.errors import CALLER_STATUSES, AppError, Invalid, NotFound, error_responses
+from app.jobs.queue import enqueue
 from app.processing import playground
 from app.processing.schemas import (
     ModelListOut,
     ModelOut,
+    SegmentationBatchBody,
+    SegmentationBatchOut,
     SegmentationBody,
+    SegmentationOptions,
     SegmentationOut,
     SynthesisBody,
     SynthesisOptionsOut,
@@ -66,16 +70,29 @@ def _visible(row, user: User, what: str):
 
 def _queue(db: Session, kind: str, row, param: str, extra: dict | None = None):
     """Add a request row and the job that will run it (the job's params name the row, plus
-    ``extra`` options the row has no column for)."""
-    job = Job(kind=kind, owner_id=row.owner_id, params={})
-    db.add(job)
-    db.flush()
+    ``extra`` options the row has no column for); the caller commits."""
+    job = enqueue(db, kind, extra, owner_id=row.owner_id)
     row.job_id = job.id
     db.add(row)
     db.flush()
-    job.params = {param: row.id, **(extra or {})}
-    db.commit()
+    job.params = {param: row.id, **job.params}
     return row
+
+
+def _check_model(request: Request, model: str) -> None:
+    """422 unless ``model`` is registered here (a path is never taken)."""
+    try:
+        resolve_model(model, request.app.state.settings.data_dir, allow_path=False)
+    except SynTumorError as error:
+        raise Invalid(str(error), code="unknown_model") from None
+
+
+def _queue_segmentation(
+    db: Session, image_id: int, options: SegmentationOptions, user: User
+) -> Segmentation:
+    row = Segmentation(image_id=image_id, model=options.model, mode=options.mode,
+                       overlap=options.overlap, owner_id=user.id)  # fmt: skip
+    return _queue(db, "segment", row, "segmentation_id", options.job_options())
 
 
 @router.post(
@@ -90,19 +107,38 @@ def create_segmentation(
     """Queue a liver/tumor segmentation of a stored image with a registered model (404: no such
     image; 422: not an image, or a model that is not registered here)."""
     _image(db, body.image_id, "image", user)
-    try:
-        resolve_model(body.model, request.app.state.settings.data_dir, allow_path=False)
-    except SynTumorError as error:
-        raise Invalid(str(error), code="unknown_model") from None
-    row = Segmentation(
-        image_id=body.image_id,
-        model=body.model,
-        mode=body.mode,
-        overlap=body.overlap,
-        owner_id=user.id,
-    )
-    extra = {"lesion_filter": body.lesion_filter.model_dump()}
-    return segmentation_out(_queue(db, "segment", row, "segmentation_id", extra))
+    _check_model(request, body.model)
+    row = _queue_segmentation(db, body.image_id, body, user)
+    db.commit()
+    return segmentation_out(row)
+
+
+@router.post(
+    "/segmentations/batch",
+    status_code=202,
+    response_model=SegmentationBatchOut,
+    responses=error_responses(400, *CALLER_STATUSES, 404, 422),
+)
+def create_segmentation_batch(
+    body: SegmentationBatchBody, request: Request, user: ResearcherDep, db: SessionDep
+) -> SegmentationBatchOut:
+    """Queue one segmentation per image, all with the same options. Every image is checked
+    first: one that is missing (404) or not an image (422), or an id given twice (422),
+    refuses the whole batch, naming it; nothing is queued then."""
+    twice = sorted({i for i in body.image_ids if body.image_ids.count(i) > 1})
+    if twice:
+        raise Invalid(f"image {twice[0]} is listed more than once in image_ids; nothing was "
+                      "queued", code="duplicate_image")  # fmt: skip
+    for position, image_id in enumerate(body.image_ids):
+        try:
+            _image(db, image_id, "image", user)
+        except AppError as error:
+            detail = f"{error.detail} (image_ids[{position}]); nothing was queued"
+            raise type(error)(detail, code=error.code) from None
+    _check_model(request, body.model)
+    rows = [_queue_segmentation(db, image_id, body, user) for image_id in body.image_ids]
+    db.commit()
+    return SegmentationBatchOut(items=[segmentation_out(row) for row in rows], total=len(rows))
 
 
 @router.get(
@@ -277,12 +313,11 @@ def create_synthesis(body: SynthesisBody, user: ResearcherDep, db: SessionDep) -
         seed=body.seed,
         owner_id=user.id,
     )
-    row = _queue(db, "synthesize", row, "synthesis_id")
+    # kept with the job's parameters (the row has no columns for them)
     extra = {"protect_labels": list(body.protect_labels)} if body.protect_labels else {}
     extra.update(body.placement())
-    if extra:  # kept with the job's parameters (the row has no columns for them)
-        row.job.params = {**row.job.params, **extra}
-        db.commit()
+    row = _queue(db, "synthesize", row, "synthesis_id", extra)
+    db.commit()
     return synthesis_out(row)
 
 

@@ -11,7 +11,11 @@ from app.db.tables import Segmentation, Synthesis
 from app.jobs.schemas import JobOut, job_json
 from app.registry.catalog import TUMOR_KINDS
 from syntumor_core.models import ARCHITECTURES
-from syntumor_core.segmentation.options import DEFAULT_MIN_LESION_MM3, DEFAULT_OVERLAP
+from syntumor_core.segmentation.options import (
+    DEFAULT_MIN_LESION_MM3,
+    DEFAULT_MODE,
+    DEFAULT_OVERLAP,
+)
 from syntumor_core.synthesis import ORGAN_PROFILES, PROFILES, get_organ_profile
 
 ModeName = Literal["fast", "parity"]
@@ -49,15 +53,18 @@ class LesionFilterBody(BaseModel):
     )  # fmt: skip
 
 
-class SegmentationBody(BaseModel):
-    image_id: Id
+class SegmentationOptions(BaseModel):
+    """How to segment: the options a single request and a batch share (the core's defaults)."""
+
     # The name's rule is shown here; the server answers 422 naming the registered models for
     # any other name (a path included).
     model: str = Field(
         "demo", min_length=1, max_length=200, description=MODEL_NAME_RULE,
         json_schema_extra={"pattern": MODEL_NAME_PATTERN},
     )  # fmt: skip
-    mode: ModeName = Field("fast", description="fast (refined grid) or parity (the original).")
+    mode: ModeName = Field(
+        DEFAULT_MODE, description="fast (refined grid) or parity (the original)."
+    )
     overlap: float = Field(
         DEFAULT_OVERLAP,
         ge=0.0,
@@ -66,6 +73,27 @@ class SegmentationBody(BaseModel):
         "evaluation setting; 0.5 is about 8x less work, quick on a CPU.",
     )
     lesion_filter: LesionFilterBody = Field(default_factory=LesionFilterBody)
+
+    def job_options(self) -> dict:
+        """What the job keeps beside the row's columns (model, mode, overlap)."""
+        return {"lesion_filter": self.lesion_filter.model_dump()}
+
+
+class SegmentationBody(SegmentationOptions):
+    """One image to segment, and how."""
+
+    image_id: Id
+
+
+MAX_BATCH = 100
+
+
+class SegmentationBatchBody(SegmentationOptions):
+    """Several images to segment the same way: each is checked before any is queued."""
+
+    image_ids: list[Id] = Field(
+        min_length=1, max_length=MAX_BATCH, description="The images, each once."
+    )
 
 
 VoxelIndex = Annotated[int, Field(ge=0, le=100_000)]
@@ -164,6 +192,13 @@ class SegmentationOut(BaseModel):
     lesion_filter: LesionFilterOut | None
     job: JobOut
     downloads: SegmentationDownloads
+
+
+class SegmentationBatchOut(BaseModel):
+    """The segmentations a batch queued, one per image in the order given."""
+
+    items: list[SegmentationOut]
+    total: int
 
 
 class SynthesisDownloads(BaseModel):
