@@ -11,21 +11,22 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from app.cli.segment_outputs import provenance, segment_file, sidecar_path, write_json
 from syntumor_core.segmentation.options import (  # torch-free: the defaults only
     DEFAULT_MIN_LESION_MM3,
+    DEFAULT_MODE,
     DEFAULT_OVERLAP,
     REFINE_MARGIN,
 )
 
 if TYPE_CHECKING:
-    from syntumor_core.segmentation import LesionRow, Predictor
+    from syntumor_core.segmentation import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -151,91 +152,6 @@ def _load_predictor(
     return Predictor.from_checkpoint(checkpoint, arch=resolved_arch, **settings), str(checkpoint)
 
 
-def _provenance(
-    predictor: Predictor, options: dict[str, Any], model: str, checkpoint: str
-) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        code_version = version("syntumor")
-    except PackageNotFoundError:
-        code_version = "unknown"
-    info, plan = predictor.checkpoint, predictor.plan(**options)
-    return {
-        "model": model,
-        "checkpoint": checkpoint,
-        "sha256": info.sha256 if info else None,
-        "arch": predictor.arch,
-        "mode": plan.mode,
-        "overlap": plan.overlap,
-        "refine_margin": plan.refine_margin,
-        # the network ran through torch.compile
-        "compiled": predictor.fast.compiled and plan.compile_from is not None,
-        "roi_size": list(predictor.roi_size),
-        "spacing_mm": list(predictor.spacing_mm),
-        "hu_window": list(predictor.hu_window),
-        "device": str(predictor.device),
-        "code_version": code_version,
-    }
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become ``null``; tuples become lists (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    return value
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
-
-
-def _lesion_csv_row(row: LesionRow) -> dict[str, Any]:
-    record = asdict(row)
-    for key in ("centroid_voxel", "centroid_mm"):
-        for axis, value in zip(
-            "xyz" if key == "centroid_mm" else "ijk", record.pop(key), strict=True
-        ):
-            record[f"{key}_{axis}"] = value
-    return record
-
-
-def write_lesions(path: Path, lesions: tuple[LesionRow, ...], provenance: dict) -> None:
-    """Write the lesion table as JSON (with provenance) or CSV, chosen by the suffix.
-
-    Args:
-        path: ``.json`` or ``.csv`` file.
-        lesions: the rows of :func:`syntumor_core.segmentation.lesion_table`.
-        provenance: model and settings, stored in the JSON form.
-    """
-    if path.suffix.lower() == ".csv":
-        rows = [_lesion_csv_row(row) for row in lesions]
-        columns = list(_lesion_csv_row(lesions[0])) if rows else _lesion_columns()
-        with path.open("w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        return
-    _write_json(path, {**provenance, "lesions": [asdict(row) for row in lesions]})
-
-
-def _lesion_columns() -> list[str]:
-    from syntumor_core.segmentation import LesionRow
-
-    empty = LesionRow(0, 0, 0.0, 0.0, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0.0)
-    return list(_lesion_csv_row(empty))
-
-
-def _sidecar_path(out_label: Path) -> Path:
-    name = out_label.name
-    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
-    return out_label.with_name(stem + ".json")
-
-
 def _check_outputs(out_label: Path, lesions: Path | None) -> None:
     from app.cli.common import fail
 
@@ -243,7 +159,7 @@ def _check_outputs(out_label: Path, lesions: Path | None) -> None:
         fail(f"--out-label must end in .nii or .nii.gz, got {out_label.name!r}")
     if lesions is not None and lesions.suffix.lower() not in (".json", ".csv"):
         fail(f"--lesions must end in .json or .csv, got {lesions.name!r}")
-    if lesions is not None and lesions.resolve() == _sidecar_path(out_label).resolve():
+    if lesions is not None and lesions.resolve() == sidecar_path(out_label).resolve():
         fail(f"--lesions {lesions} is the label's sidecar file; choose another name")
     for path in (out_label, lesions):
         if path is not None and not path.parent.is_dir():
@@ -251,16 +167,34 @@ def _check_outputs(out_label: Path, lesions: Path | None) -> None:
 
 
 def segment(
-    image: Annotated[Path, typer.Option("--image", help="CT: NIfTI, DICOM folder or .zip.")],
     model: ModelOption,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="CT: NIfTI, DICOM folder or .zip.")
+    ] = None,
     out_label: Annotated[
-        Path, typer.Option("--out-label", help="Where to write the labels (.nii.gz).")
-    ],
+        Path | None, typer.Option("--out-label", help="Where to write the labels (.nii.gz).")
+    ] = None,
     lesions: Annotated[
         Path | None, typer.Option("--lesions", help="Where to write the tumor table (.json/.csv).")
     ] = None,
+    image_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--image-dir",
+            help="Segment every .nii/.nii.gz in this folder instead "
+            "(with --out-dir; the model is loaded once).",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir",
+            help="With --image-dir: where each CT's labels, sidecar and "
+            "lesion table go, and summary.csv.",
+        ),
+    ] = None,
     arch: ArchOption = None,
-    mode: ModeOption = "fast",
+    mode: ModeOption = DEFAULT_MODE,
     device: DeviceOption = None,
     overlap: OverlapOption = DEFAULT_OVERLAP,
     refine_margin: RefineOption = DEFAULT_REFINE_MARGIN,
@@ -270,38 +204,42 @@ def segment(
     tumor_probability: TumorProbabilityOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
-    """Segment liver (1) and liver tumors (2) in a CT; write labels on the CT's own grid.
+    """Segment liver (1) and liver tumors (2) in a CT (--image, --out-label) or in every NIfTI
+    of a folder (--image-dir, --out-dir); write labels on each CT's own grid.
 
     The tumor label is cleaned after the original post-processing (small specks and blobs
-    away from the liver dropped; options below, recorded in the sidecar JSON)."""
-    import numpy as np
+    away from the liver dropped; options below, recorded in the sidecar JSON). A folder run
+    prints a line per file and a summary; a file that cannot be segmented is reported and
+    skipped, and the exit status is 1 when any failed."""
+    from app.cli.common import fail, progress_bar, user_errors
+    from app.cli.segment_folder import check_folders, segment_folder
+    from syntumor_core.volume import load_volume
 
-    from app.cli.common import progress_bar, user_errors
-    from syntumor_core.volume import load_volume, save_nifti
-
-    _check_outputs(out_label, lesions)
+    folder_run = image_dir is not None or out_dir is not None
+    if folder_run:
+        files = check_folders(image_dir, out_dir, single=(image, out_label, lesions))
+    elif image is None or out_label is None:
+        fail("give --image and --out-label (one CT), or --image-dir and --out-dir (a folder)")
+    else:
+        _check_outputs(out_label, lesions)
     with user_errors():
         cleaning = lesion_filter_options(min_lesion_mm3, organ_contact, tumor_probability)
-        volume = load_volume(image)
         options = _speed_options(mode, overlap, refine_margin, compile)
+        volume = None if folder_run else load_volume(image)
         predictor, checkpoint = _load_predictor(model, arch, data_dir, device=device)
-        with progress_bar("segment") as progress:
-            result = predictor.predict(volume, progress=progress, lesion_filter=cleaning,
-                                       **options)  # fmt: skip
-        save_nifti(result.labels, out_label, dtype=np.uint8)
-        provenance = {"image": str(image), **_provenance(predictor, options, model, checkpoint),
-                      "lesion_filter": result.lesion_filter}  # fmt: skip
-        _write_json(_sidecar_path(out_label), {**provenance, "seconds": result.seconds,
-                                               "lesion_filter_removed": result.lesion_report})  # fmt: skip
-        if lesions is not None:
-            write_lesions(lesions, result.lesions, provenance)
-    voxel_ml = float(np.prod(volume.spacing)) / 1000.0
-    liver_ml = float(np.count_nonzero(result.labels.array == 1)) * voxel_ml
-    tumor_ml = sum(row.volume_ml for row in result.lesions)
+        run = {"options": options, "cleaning": cleaning, "model": model, "checkpoint": checkpoint}
+        if folder_run:
+            failed = segment_folder(predictor, files, out_dir, run=run)
+        else:
+            with progress_bar("segment") as progress:
+                done = segment_file(predictor, volume, image, out_label, lesions, run=run,
+                                    progress=progress)  # fmt: skip
+    if folder_run:
+        if failed:
+            raise typer.Exit(1)
+        return
     typer.echo(
-        f"liver {liver_ml:.1f} ml, {len(result.lesions)} tumor(s) {tumor_ml:.2f} ml "
-        f"({result.mode} mode, {result.seconds:.1f} s) -> {out_label}"
-        + (f", {lesions}" if lesions is not None else "")
+        f"{done.describe()} -> {out_label}" + (f", {lesions}" if lesions is not None else "")
     )
 
 
@@ -456,7 +394,7 @@ def evaluate(
         _write_rows(out / "metrics.csv", rows)
         summary = {
             "data": {"file": str(data), "split": split, "root": str(root), "cases": len(cases)},
-            **_provenance(predictor, options, model, checkpoint),
+            **provenance(predictor, options, model, checkpoint),
             "scoring": {
                 "empty_cases": EMPTY_CASES_NOTE,
                 "liver": "label 1 only, as the original",
@@ -471,7 +409,7 @@ def evaluate(
                 **overlap_report,
             },
         }
-        _write_json(out / "summary.json", summary)
+        write_json(out / "summary.json", summary)
     means = summary["means"]
     typer.echo(
         f"{len(cases)} cases: liver Dice {means['liver_dice']['mean']:.4f}, tumor Dice "

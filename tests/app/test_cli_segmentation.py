@@ -226,3 +226,99 @@ def test_segment_lesion_filter_options_reach_the_labels_and_the_sidecar(fold, tm
     assert "0 tumor(s)" in dropped.output and unfiltered.shape == load_label_nifti(out).shape
     bad, _ = _segment(fold, tmp_path, "--tumor-probability", "1.5")
     assert bad.exit_code == 2 and "tumor_probability must be in (0, 1)" in bad.output
+
+
+# --- a folder: --image-dir and --out-dir ---------------------------------------------------------
+
+
+def _folder_of_scans(fold, tmp_path) -> Path:
+    """The two scans of the fold, a truncated NIfTI and a file that is no NIfTI."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name in ("case0.nii.gz", "case1.nii.gz"):
+        (folder / name).write_bytes((fold["root"] / "images" / name).read_bytes())
+    whole = (fold["root"] / "images" / "case0.nii.gz").read_bytes()
+    (folder / "broken.nii.gz").write_bytes(whole[: len(whole) // 3])
+    (folder / "notes.txt").write_text("not a scan")
+    return folder
+
+
+def test_segment_a_folder_loads_the_model_once_and_skips_a_broken_file(fold, tmp_path, monkeypatch):
+    import app.cli.segmentation as command
+
+    loads = []
+    real_load = command._load_predictor
+    monkeypatch.setattr(command, "_load_predictor",
+                        lambda *a, **k: loads.append(a) or real_load(*a, **k))  # fmt: skip
+    folder, out = _folder_of_scans(fold, tmp_path), tmp_path / "out"
+    result = runner.invoke(app, ["segment", "--image-dir", str(folder), "--out-dir", str(out),
+                                 "--model", str(fold["model"]), "--data-dir",
+                                 str(tmp_path / "var")])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert len(loads) == 1
+    lines = [line for line in result.output.splitlines() if line.startswith("[")]
+    assert [line.split(":")[0] for line in lines] == [
+        "[1/3] broken.nii.gz",
+        "[2/3] case0.nii.gz",
+        "[3/3] case1.nii.gz",
+    ]
+    assert "failed, skipped" in lines[0] and "broken or truncated gzip data" in lines[0]
+    assert "tumor(s)" in lines[1] and "tumor(s)" in lines[2] and "Traceback" not in result.output
+    assert "2 of 3 segmented, 1 failed (broken.nii.gz)" in result.output
+    for case in ("case0", "case1"):
+        labels = load_label_nifti(out / f"{case}.nii.gz")
+        source = load_label_nifti(fold["root"] / "labels" / f"{case}.nii.gz")
+        assert labels.shape == source.shape and np.array_equal(labels.affine, source.affine)
+        assert json.loads((out / f"{case}.json").read_text())["image"] == str(
+            folder / f"{case}.nii.gz"
+        )
+        with (out / f"{case}_lesions.csv").open() as stream:
+            assert next(csv.reader(stream))[:2] == ["index", "voxels"]
+    assert not (out / "broken.nii.gz").exists() and not (out / "notes.nii.gz").exists()
+    with (out / "summary.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert [(row["case"], row["status"]) for row in rows] == [
+        ("broken", "failed"),
+        ("case0", "ok"),
+        ("case1", "ok"),
+    ]
+    assert rows[0]["error"] and rows[1]["tumors"] != ""
+
+
+def test_segment_a_folder_gives_the_labels_of_single_runs(fold, tmp_path):
+    folder, out = _folder_of_scans(fold, tmp_path), tmp_path / "out"
+    (folder / "broken.nii.gz").unlink()
+    result = runner.invoke(app, ["segment", "--image-dir", str(folder), "--out-dir", str(out),
+                                 "--model", str(fold["model"]), "--mode", "parity"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 segmented ->" in result.output
+    single, labels = _segment(fold, tmp_path, "--mode", "parity")
+    assert single.exit_code == 0, single.output
+    assert np.array_equal(
+        load_label_nifti(labels).array, load_label_nifti(out / "case1.nii.gz").array
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--image-dir", "{scans}"], "--image-dir and --out-dir go together"),
+        (["--image-dir", "{scans}", "--out-dir", "{scans}"], "--out-dir must not be --image-dir"),
+        (["--image-dir", "{tmp}/nowhere", "--out-dir", "{tmp}/out"], "is not a folder"),
+        (["--image-dir", "{empty}", "--out-dir", "{tmp}/out"], "no .nii or .nii.gz files in"),
+        (
+            ["--image-dir", "{scans}", "--out-dir", "{tmp}/out", "--image", "x.nii"],
+            "leave out --image, --out-label and --lesions",
+        ),
+        ([], "give --image and --out-label (one CT), or --image-dir and --out-dir"),
+    ],
+)
+def test_segment_folder_usage_errors_are_one_line_with_exit_code_2(fold, tmp_path, arguments,
+                                                                     message):  # fmt: skip
+    scans = _folder_of_scans(fold, tmp_path)
+    (tmp_path / "empty").mkdir()
+    places = {"scans": scans, "tmp": tmp_path, "empty": tmp_path / "empty"}
+    filled = [argument.format(**places) for argument in arguments]
+    result = runner.invoke(app, ["segment", "--model", str(fold["model"]), *filled])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
