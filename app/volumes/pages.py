@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
 from app.db import Id
-from app.db.tables import Role, Segmentation, Synthesis, User, Volume
+from app.db.tables import Job, Role, Segmentation, Synthesis, User, Volume
 from app.errors import NotFound
 from app.volumes import service as volume_service
 from app.volumes.schemas import volume_json
@@ -55,6 +55,28 @@ def _label_counts(session, image_ids: list[int]) -> dict[int, int]:
     return dict(session.execute(query).all())
 
 
+def _latest_segmentations(session, image_ids: list[int], user: User) -> dict[int, dict]:
+    """The newest segmentation the user sees of each image: id, job id, status, and how many
+    there are in all (the volume list's "Segmentation" column)."""
+    if not image_ids:
+        return {}
+    query = visible_rows(
+        select(Segmentation.id, Segmentation.image_id, Job.id, Job.status)
+        .join(Job, Segmentation.job_id == Job.id)
+        .where(Segmentation.image_id.in_(image_ids)),
+        user,
+        Segmentation,
+    ).order_by(Segmentation.id.desc())
+    latest: dict[int, dict] = {}
+    for segmentation_id, image_id, job_id, status in session.execute(query):
+        if image_id in latest:
+            latest[image_id]["count"] += 1
+        else:
+            latest[image_id] = {"id": segmentation_id, "job_id": job_id, "status": status,
+                                "count": 1}  # fmt: skip
+    return latest
+
+
 @router.get("/volumes")
 def volume_list(request: Request, page: int = Query(1, ge=1, le=100_000)):
     user = researcher_page(request)
@@ -68,8 +90,14 @@ def volume_list(request: Request, page: int = Query(1, ge=1, le=100_000)):
             .limit(VOLUMES_PER_PAGE)
             .offset((page - 1) * VOLUMES_PER_PAGE)
         ).all()
-        label_counts = _label_counts(session, [row.id for row in rows])
-        volumes = [{**volume_json(row), "label_count": label_counts.get(row.id, 0)} for row in rows]
+        ids = [row.id for row in rows]
+        label_counts = _label_counts(session, ids)
+        segmentations = _latest_segmentations(session, ids, user)
+        volumes = [
+            {**volume_json(row), "label_count": label_counts.get(row.id, 0),
+             "segmentation": segmentations.get(row.id)}
+            for row in rows
+        ]  # fmt: skip
     return render(
         request,
         "volumes/list.html",

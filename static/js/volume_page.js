@@ -1,6 +1,7 @@
 // The volume page: the CT in NiiVue with its label maps as overlays, and the segmentation form.
 
-import { API, getJSON, postJSON } from "./api.js";
+import { API, postJSON } from "./api.js";
+import { loadModelPicker } from "./model_picker.js";
 import { presentSegmentation } from "./segmentation_result.js";
 import { el, pageData, showError } from "./ui.js";
 import { startPlayground } from "./playground.js";
@@ -24,27 +25,9 @@ const parts = {
 
 async function loadModels() {
   try {
-    const answer = await getJSON(`${API}/models`);
-    const models = answer.items;
-    const local = models.filter((model) => model.status === "local");
-    const others = models.filter((model) => model.status !== "local");
-    const missing = answer.can_pull ? "download on the admin page" : "ask an admin";
-    const groups = [el("optgroup", { label: "available" }, ...local.map((model) => el("option", { value: model.name }, `${model.name} (${model.arch})`)))];
-    if (others.length) {
-      groups.push(
-        el(
-          "optgroup",
-          { label: answer.can_pull ? "download (admin page)" : "not here: ask an admin" },
-          ...others.map((model) => el("option", { value: model.name, disabled: true }, `${model.name} (${model.arch}: ${missing})`)),
-        ),
-      );
-    }
-    modelSelect.replaceChildren(...groups);
-    const preferred = local.find((model) => model.name === "demo") || local[0];
-    if (preferred) modelSelect.value = preferred.name;
-    else if (answer.can_pull) showError(errorBox, `No model is available here yet: download one on the admin page (${answer.pull_page}).`);
-    else showError(errorBox, "No model is available here yet: ask an admin to download one.");
-    button.disabled = !preferred;
+    const { model, problem } = await loadModelPicker(modelSelect);
+    if (problem) showError(errorBox, problem);
+    button.disabled = !model;
   } catch (error) {
     showError(errorBox, `The models could not be listed: ${error.message}`);
   }
