@@ -7,7 +7,7 @@ the API's.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import select
 
@@ -27,10 +27,7 @@ OWNER_ROLES = (Role.ADMIN, Role.RESEARCHER)
 
 def _owned(request: Request, db, study_id: Id) -> tuple[User, Study]:
     user = require_page_roles(request, *OWNER_ROLES)
-    try:
-        return user, service.visible_study(db, study_id, user)
-    except StudyError as error:
-        raise HTTPException(error.status, str(error)) from None
+    return user, service.visible_study(db, study_id, user)  # a StudyError (404) otherwise
 
 
 @router.get("/studies")

@@ -3,11 +3,12 @@ when the invitation link was opened (then unsafe calls need the CSRF header)."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from sqlalchemy.orm import Session
 
 from app.accounts import auth, throttle
 from app.db.study_tables import StudyReader
+from app.errors import Unauthorized
 from app.studies import reading as reading_service
 from app.studies.service import READER_TOKEN_PREFIX
 
@@ -37,7 +38,12 @@ def session_reader(request: Request, db: Session) -> StudyReader | None:
 
 
 def current_reader(request: Request, db: Session) -> StudyReader:
-    """The calling reader, by bearer reader token or by session (CSRF on unsafe methods)."""
+    """The calling reader, by bearer reader token or by session (CSRF on unsafe methods).
+
+    Raises:
+        Unauthorized: no reader token or session, or a wrong or withdrawn token (401); the
+            throttle answers 429 after too many wrong tokens from one address.
+    """
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         token = header[7:].strip()
@@ -48,13 +54,12 @@ def current_reader(request: Request, db: Session) -> StudyReader:
             if reader is None:
                 throttle.token_failed(request, "reader")
         if reader is None:
-            raise HTTPException(401, "invalid or withdrawn reader token")
+            raise Unauthorized("invalid or withdrawn reader token")
         return reader
     reader = session_reader(request, db)
     if reader is None:
-        raise HTTPException(
-            401,
-            "open your invitation link first (or send 'Authorization: Bearer <reader token>')",
+        raise Unauthorized(
+            "open your invitation link first (or send 'Authorization: Bearer <reader token>')"
         )
     if request.method not in auth.SAFE_METHODS:
         auth.check_csrf(request, request.headers.get(auth.CSRF_HEADER))

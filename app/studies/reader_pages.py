@@ -8,16 +8,16 @@ own URL and loads the case through ``/api/v1/reader``.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 
 from app.accounts import auth, throttle
 from app.db import Id
 from app.db.study_tables import StudyReader
 from app.db.tables import Role
+from app.errors import Forbidden, NotFound
 from app.studies import reading as reading_service
 from app.studies.reader_auth import remember_reader, session_reader, token_reader
-from app.studies.service import StudyError
 from app.web import page_user, render
 
 router = APIRouter(include_in_schema=False)
@@ -32,8 +32,7 @@ def _private(response):
 def _reader_or_403(request: Request, db) -> StudyReader:
     reader = session_reader(request, db)
     if reader is None:
-        raise HTTPException(
-            403,
+        raise Forbidden(
             "This page is for invited readers: open the invitation link you were sent. If it "
             "stopped working, ask the study's organiser for a new one.",
         )
@@ -66,7 +65,7 @@ def open_assignment(request: Request, reader_id: Id, csrf_token: str = Form(""))
     with request.app.state.session_factory() as db:
         reader = db.get(StudyReader, reader_id)
         if user is None or reader is None or reader.user_id != user.id or reader.revoked:
-            raise HTTPException(404, "no such reading assignment")
+            raise NotFound("no such reading assignment")
         remember_reader(request, reader)
     return RedirectResponse("/read", status_code=303)
 
@@ -98,10 +97,7 @@ def reader_profile(
 def reader_case(request: Request, token: str):
     with request.app.state.session_factory() as db:
         reader = _reader_or_403(request, db)
-        try:
-            reading_service.reading_for_token(db, reader, token)
-        except StudyError as error:
-            raise HTTPException(error.status, "case not found") from None
+        reading_service.reading_for_token(db, reader, token)  # 404 "case not found"
         if reader.profile_at is None:
             return RedirectResponse("/read", status_code=303)
         info = reading_service.overview(db, reader)

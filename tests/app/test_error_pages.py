@@ -61,4 +61,5 @@ def test_a_page_address_asked_for_json_answers_json(researcher):
     body = answer.json()
     assert "study_id" in body["detail"] and body["errors"][0]["loc"] == ["path", "study_id"]
     missing = researcher.get("/studies/999999", headers=JSON)
-    assert missing.status_code == 404 and missing.json() == {"detail": "study 999999 not found"}
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "study 999999 not found", "code": "not_found"}

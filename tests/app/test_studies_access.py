@@ -81,7 +81,7 @@ def test_a_reader_gets_nothing_outside_the_reader_api(server, setting):
                 answer.status_code,
                 answer.text[:200],
             )
-            assert set(answer.json()) == {"detail"}, (who, method, url)
+            assert set(answer.json()) == {"detail", "code"}, (who, method, url)
             checked += 1
     assert checked > 40
 
@@ -100,7 +100,7 @@ def test_a_readers_api_is_scoped_to_that_reader(server, setting):
                             ("PUT", f"/api/v1/reader/cases/{their}/answer")):  # fmt: skip
             answer = client.request(method, url, json={"answer": "real", "confidence": 1})
             assert answer.status_code == 404, (who, method, url)
-            assert answer.json() == {"detail": "case not found"}
+            assert answer.json() == {"detail": "case not found", "code": "not_found"}
         own = overview.json()["readings"][0]["token"]
         view = client.get(f"/api/v1/reader/cases/{own}")
         assert view.status_code == 200 and not SECRETS.search(view.text)
