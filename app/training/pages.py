@@ -7,11 +7,12 @@ page). The pages embed the API's JSON for their first paint; their scripts
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from app.db import Id
 from app.db.tables import Job, Role, Volume
+from app.errors import NotFound
 from app.registry.catalog import STATUS_LOCAL, list_models
 from app.training import devices as training_devices
 from app.training import specs as training_specs
@@ -116,6 +117,6 @@ def job_page(request: Request, job_id: Id):
     with request.app.state.session_factory() as session:
         job = session.get(Job, job_id)
         if job is None or job.kind not in training_specs.ADMIN_KINDS:
-            raise HTTPException(404, f"training or evaluation job {job_id} not found")
+            raise NotFound(f"training or evaluation job {job_id} not found")
         data = training_views.admin_job_json(session, job, query_gpus())
     return render(request, "admin/job.html", user=user, job=data, page_data=data)

@@ -1,4 +1,5 @@
-"""Request bodies of the admin API: a training job and an evaluation job.
+"""The admin API's contract: request bodies (a training job, an evaluation job) and the
+``…Out`` models of its answers.
 
 A body, once validated, is stored as the job's ``params`` (``model_dump(mode="json")``), so a
 re-run starts from exactly the same configuration.
@@ -6,12 +7,31 @@ re-run starts from exactly the same configuration.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
-from app.common import ArchName, Id, OrganName, ProfileName
+from app.common import ArchName, Id, OrganName, ProfileName, UtcDateTime
+from app.jobs.schemas import JobOut
 from syntumor_core.models import ARCHITECTURES
+
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"  # app.registry.catalog's rule
+
+
+def _model_name(name: str) -> str:
+    from app.registry.catalog import check_model_name
+    from syntumor_core.errors import SynTumorError
+
+    try:
+        return check_model_name(name)
+    except SynTumorError as error:
+        raise PydanticCustomError("model_name", str(error)) from None
+
+
+ModelName = Annotated[
+    str, Field(json_schema_extra={"pattern": MODEL_NAME_PATTERN}), AfterValidator(_model_name)
+]
 
 Shape = tuple[
     Annotated[int, Field(ge=16, le=512)],
@@ -74,8 +94,11 @@ EvaluateData = Annotated[
 class TrainingJobCreate(_Body):
     """Everything a training job needs; defaults are the published recipe."""
 
-    model_name: str | None = Field(
-        None, max_length=64, description="Name to register the model as (default trained-<job>)."
+    model_name: ModelName | None = Field(
+        None,
+        max_length=64,
+        description="Name to register the model as (default trained-<job>): 1-64 lower-case "
+        "letters, digits, '.', '_' or '-', starting with a letter or digit.",
     )
     arch: ArchName = Field("unet", description=f"One of {', '.join(ARCHITECTURES)}.")
     dataset: TrainData
@@ -104,8 +127,131 @@ class TrainingJobCreate(_Body):
 class EvaluationJobCreate(_Body):
     """A model scored on a data set."""
 
-    model: str = Field(min_length=1, max_length=200, description="A registered model name.")
+    model: str = Field(
+        min_length=1,
+        max_length=200,
+        json_schema_extra={"pattern": MODEL_NAME_PATTERN},
+        description="A registered model's name (GET /api/v1/admin/models lists them); an "
+        "unknown one is refused with 422 naming the closest.",
+    )
     dataset: EvaluateData
     gpus: int = Field(0, ge=0, le=1, description="1: on a GPU; 0: on the CPU.")
     overlap: float = Field(0.75, ge=0.0, le=0.95, description="Sliding-window overlap.")
     mode: Literal["fast", "parity"] = "fast"
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class DeviceOut(_Out):
+    """A device a job runs on: a GPU (name and memory now) or the CPU (index null)."""
+
+    index: int | None = Field(description="CUDA device number; null for the CPU.")
+    name: str
+    memory_used_mib: int | None
+    memory_total_mib: int | None
+
+
+class RunOut(_Out):
+    """The process of a training or evaluation job."""
+
+    id: int
+    run_dir: str = Field(description="The job's folder on the server.")
+    devices: list[int] = Field(description="GPU indices; [] for the CPU.")
+    device_info: list[DeviceOut] = Field(description="Its devices, once launched.")
+    host: str | None
+    pid: int | None
+    command: str | None = Field(description="The command line of the child process.")
+    exit_code: int | None
+    total_steps: int | None
+    model_name: str | None = Field(description="The model it registered (training).")
+    launched_at: UtcDateTime | None
+
+
+class AdminJobOut(JobOut):
+    """A training or evaluation job with its configuration, process, ETA and log tail."""
+
+    params: dict[str, Any] = Field(description="The request body it was queued with.")
+    run: RunOut | None
+    eta_s: float | None = Field(description="Seconds left, from the pace so far.")
+    finished: bool
+    log_tail: str | None = Field(
+        None, description="The last lines of the log (single jobs and events, not lists)."
+    )
+
+
+class PointOut(_Out):
+    """A point of the curves: a training step or a validation."""
+
+    id: int = Field(description="Ask for points after this id to go on.")
+    event: Literal["train", "validation"]
+    step: int
+    epoch: int
+    loss: float | None
+    liver_dice: float | None
+    tumor_dice: float | None
+    seconds: float | None = Field(description="Seconds since the run started.")
+
+
+class PointsOut(_Out):
+    items: list[PointOut]
+    total: int
+
+
+class GpuOut(DeviceOut):
+    index: int
+    job_id: int | None = Field(description="The running job that holds it.")
+
+
+class CpuOut(DeviceOut):
+    job_ids: list[int] = Field(description="Running jobs on the CPU.")
+    slots: int = Field(description="Jobs the CPU runs at once.")
+
+
+class DevicesOut(_Out):
+    gpus: list[GpuOut]
+    cpu: CpuOut
+    host: str
+
+
+class RegisteredModelOut(_Out):
+    name: str
+    arch: str
+    tumors: str = Field(description="real, synthetic, mixed or unknown.")
+    pretrained: bool
+    status: Literal["local", "remote", "missing"] = Field(
+        description="local: here; remote: downloadable (POST …/pull); missing: no link known."
+    )
+    url: str | None
+    pull_job: JobOut | None = Field(description="Its download job, while one is under way.")
+
+
+class ModelListOut(_Out):
+    items: list[RegisteredModelOut]
+    total: int
+
+
+class EvaluationOut(_Out):
+    """An evaluation's results: means, detection per lesion size, per-case scores."""
+
+    job_id: int
+    model: str | None
+    means: dict[str, Any] | None = Field(None, description="Per metric: mean, std, cases.")
+    detection: dict[str, Any] | None = Field(
+        None, description="Lesion-wise detection, pooled and per size bin."
+    )
+    size_bins: list[str] | None = Field(None, description="The size bins' labels.")
+    checkpoint_selection: dict[str, Any] | None = Field(
+        None, description="The data that selected the checkpoint, and its overlap with these."
+    )
+    checkpoint_sha256: str | None = None
+    cases: list[dict[str, Any]] = Field(default_factory=list, description="Per-case scores.")
+    case_count: int | None = None
+    finished_at: UtcDateTime | None = None
+    selection_known: bool | None = Field(
+        None, description="Whether the cases that selected the checkpoint are known."
+    )

@@ -119,7 +119,7 @@ def test_api_route_is_for_admins_only(server, jobs, admin, method, path):
         with server.token_client(role) as client:
             answer = _call(client, method, path, jobs)
             assert answer.status_code == 403, (role, answer.text)
-            assert answer.json() == {"detail": "this needs the role admin"}
+            assert answer.json() == {"detail": "this needs the role admin", "code": "forbidden"}
     answer = _call(admin, method, path, jobs)
     assert answer.status_code in (200, 201, 202), answer.text
 
@@ -181,7 +181,7 @@ def test_more_gpus_than_the_machine_has_are_refused(admin):
          "volume 999 is not a label map of a stored image"),
         ({"dataset": {"source": "decathlon", "path": "/nonexistent/fold.json"}},
          "data list /nonexistent/fold.json does not exist on the server"),
-        ({"model_name": "Bad Name"}, "model name must be 1-64 lower-case letters"),
+        ({"model_name": "Bad Name"}, "model_name: model name must be 1-64 lower-case letters"),
     ],
 )  # fmt: skip
 def test_bad_training_requests_are_refused_with_a_reason(admin, change, detail):
