@@ -10,7 +10,7 @@ PYTEST_ARGS ?= -n 2
 
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup system-packages run test test-postgres lint bench clean
+.PHONY: setup system-packages run test test-postgres lint bench docker-check clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -53,6 +53,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/synthesis.py
+
+# Build the Docker image and use it for real: `/`, `/docs` and a segmentation job in a container
+# on a fresh volume (as root it installs Debian's docker.io and debootstrap and starts dockerd
+# when missing; the base image is Debian from debootstrap, no Docker Hub needed).
+docker-check:
+	@bash scripts/docker-check.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache node_modules
