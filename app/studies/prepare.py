@@ -32,7 +32,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.study_tables import Study, StudyArm, StudyCase, StudyStatus
-from app.db.tables import Job, Volume
+from app.db.tables import Volume
+from app.jobs.queue import enqueue
 from app.jobs.worker import JobContext, JobFailed, job_handler
 from app.volumes.service import store_core_volume
 from app.volumes.storage import Storage
@@ -154,10 +155,9 @@ def run_prepare(context: JobContext) -> dict[str, Any]:
                 for case, plan in zip(cases, _plan_arm(study, arm, sizes), strict=True):
                     if case.status == "ready":  # made by an earlier try; plans are deterministic
                         continue
-                    job = Job(kind="study_synthesize", owner_id=context.owner_id,
-                              params={"study_id": study_id, "case_id": case.id})  # fmt: skip
-                    session.add(job)
-                    session.flush()
+                    job = enqueue(session, "study_synthesize",
+                                  {"study_id": study_id, "case_id": case.id},
+                                  owner_id=context.owner_id)  # fmt: skip
                     case.plan = {**(case.plan or {}), **plan}
                     case.job_id, case.status = job.id, "synthesizing"
                     queued += 1
@@ -186,7 +186,7 @@ def queue_encode_when_done(session: Session, study_id: int, owner_id: int | None
         .values(status=StudyStatus.ENCODING, status_message="encoding blinded copies")
     ).rowcount
     if won == 1:
-        session.add(Job(kind="study_encode", owner_id=owner_id, params={"study_id": study_id}))
+        enqueue(session, "study_encode", {"study_id": study_id}, owner_id=owner_id)
     session.commit()
     return won == 1
 

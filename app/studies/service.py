@@ -28,6 +28,7 @@ from app.db.study_tables import (
     StudyStatus,
 )
 from app.db.tables import Job, Role, User, Volume
+from app.jobs.queue import enqueue
 from app.studies.errors import StudyError  # noqa: F401  (raised by the service's callers too)
 from app.volumes.storage import Storage
 
@@ -256,10 +257,7 @@ def queue_prepare(session: Session, study: Study, owner_id: int | None) -> Job:
         )
     study.status = StudyStatus.PREPARING
     study.status_message = "queued"
-    job = Job(kind="study_prepare", owner_id=owner_id, params={"study_id": study.id})
-    session.add(job)
-    session.flush()
-    return job
+    return enqueue(session, "study_prepare", {"study_id": study.id}, owner_id=owner_id)
 
 
 # --- readers ----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from app.db.tables import FINISHED_STATUSES, Job, JobStatus, User
 from app.db.training_tables import TrainingRun
 from app.deps import AdminDep, SessionDep
 from app.errors import Conflict, Invalid, NotFound, error_responses, json_error_responses
+from app.jobs.queue import enqueue
 from app.jobs.schemas import JobOut, job_json
 from app.jobs.worker import request_cancel
 from app.registry import pull_jobs as model_pulls
@@ -105,9 +106,7 @@ def _admin_out(db: Session, job: Job, **options) -> AdminJobOut:
 
 
 def _queue(db: Session, kind: str, params: dict, user: User, request: Request) -> AdminJobOut:
-    job = Job(kind=kind, owner_id=user.id, params=params, message="queued")
-    db.add(job)
-    db.flush()
+    job = enqueue(db, kind, params, owner_id=user.id)
     run_dir = request.app.state.storage.result_dir(job.id)
     db.add(TrainingRun(job_id=job.id, kind=kind, run_dir=str(run_dir), devices=[]))
     db.commit()
@@ -196,9 +195,7 @@ def pull_model(name: str, request: Request, user: AdminDep, db: SessionDep) -> J
         raise Invalid(f"model {name!r} has no download link recorded")
     job = model_pulls.running_pull(db, name)
     if job is None:
-        job = Job(kind=model_pulls.KIND, owner_id=user.id, params={"model": name},
-                  message="queued")  # fmt: skip
-        db.add(job)
+        job = enqueue(db, model_pulls.KIND, {"model": name}, owner_id=user.id)
         db.commit()
     return JobOut.model_validate(job_json(job))
 

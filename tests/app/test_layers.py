@@ -144,3 +144,17 @@ def test_features_never_import_the_composition_roots(graph):
         if any(_in(target, root) for root in ROOTS)
     )
     assert offenders == []
+
+
+def test_job_rows_are_made_by_enqueue_only():
+    """Every job row comes from app.jobs.queue.enqueue (one place sets a new job's fields)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "app"
+    makers = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Job":
+                makers.append(str(path.relative_to(root.parent)))
+    assert sorted(set(makers)) == ["app/jobs/queue.py"]

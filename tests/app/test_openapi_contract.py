@@ -50,7 +50,11 @@ ONLY_PATHS = os.environ.get("SYNTUMOR_CONTRACT_PATHS")
 
 @pytest.fixture(scope="module")
 def contract_server(tmp_path_factory) -> LiveServer:
-    server = LiveServer(tmp_path_factory.mktemp("contract")).start()
+    # No embedded worker or training supervisor: a valid random request queues a job (and the
+    # contract is about the answer), it never starts a segmentation or a training run.
+    server = LiveServer(
+        tmp_path_factory.mktemp("contract"), env={"SYNTUMOR_EMBEDDED_WORKER": "false"}
+    ).start()
     yield server
     server.stop()
 
