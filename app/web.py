@@ -12,13 +12,22 @@ from fastapi.templating import Jinja2Templates
 
 from app.accounts import auth
 from app.db.tables import Role, User
-from syntumor_core.segmentation.options import DEFAULT_MIN_LESION_MM3, DEFAULT_OVERLAP
+from syntumor_core.segmentation.options import (
+    DEFAULT_MIN_LESION_MM3,
+    DEFAULT_MODE,
+    DEFAULT_OVERLAP,
+    MODES,
+)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
-# the core's segmentation defaults, for the forms that start segmentations and evaluations
+# the core's segmentation defaults, in every page's context, for the forms that start
+# segmentations and evaluations (an untouched form asks for what the API and the CLI default to)
 templates.env.globals.update(
-    default_overlap=DEFAULT_OVERLAP, default_min_lesion_mm3=DEFAULT_MIN_LESION_MM3
+    default_overlap=DEFAULT_OVERLAP,
+    default_min_lesion_mm3=DEFAULT_MIN_LESION_MM3,
+    default_mode=DEFAULT_MODE,
+    segmentation_modes=MODES,
 )
 
 
