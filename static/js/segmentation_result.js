@@ -32,11 +32,11 @@ export async function presentSegmentation(panel, segmentation, parts) {
     links.append(el("a", { href: `/segmentations/${current.id}` }, `Segmentation ${current.id}`), " · ", el("a", { href: "/jobs" }, "all jobs"));
   }
   if (!["succeeded", "failed", "cancelled"].includes(current.job.status)) {
-    const cancel = cancelButton(current.job.id);
-    if (links) links.append(" · ", cancel);
+    const cancel = el("span", { class: "cancel-slot" }, links && links.childElementCount ? " · " : "", cancelButton(current.job.id));
+    if (links) links.append(cancel);
     showJob(parts.progress, current.job);
     await followJob(current.job.id, (job) => showJob(parts.progress, job));
-    cancel.remove();
+    cancel.remove(); // the separator goes with the button
     current = await getJSON(`${API}/segmentations/${current.id}`);
   }
   showJob(parts.progress, current.job);
