@@ -29,6 +29,7 @@ cannot show (a random network is in doubt everywhere: fast mode refines the whol
 
     .venv/bin/python benchmarks/inference.py [--device cpu|cuda|all] [--full]
     .venv/bin/python benchmarks/inference.py --trained      # about 40 minutes on 2 cores
+    .venv/bin/python benchmarks/inference.py --pipeline     # the CPU breakdown, ~5 minutes
 """
 
 from __future__ import annotations
@@ -392,6 +393,12 @@ def main() -> None:
     parser.add_argument("--sample-windows", type=int, default=8)
     parser.add_argument("--crop-mm", type=float, default=128.0)
     parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="the CPU breakdown, file to written mask, of the default phantom and LiTS-117 "
+        "with the demo model (benchmarks/inference_pipeline.py; other flags ignored)",
+    )
+    parser.add_argument(
         "--trained",
         action="store_true",
         help="only the demo U-Net's window-grid comparison on the CPU (run_trained)",
@@ -404,6 +411,11 @@ def main() -> None:
         "take parity's sliding-window stage, the same call)",
     )
     args = parser.parse_args()
+    if args.pipeline:
+        import inference_pipeline  # beside this file
+
+        inference_pipeline.main([])
+        return
     if args.trained:
         run_trained(args)
         return
