@@ -40,6 +40,14 @@ STAGES = ("read", "load", "preprocess", "sliding_window", "restore", "postproces
           "write")  # fmt: skip
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (no machine paths printed)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _cases(folder: Path) -> dict[str, Path]:
     from syntumor_core.phantom import make_phantom
 
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}; model {args.model}")  # fmt: skip
+          f"torch {torch.__version__}; model {_shown(args.model)}")  # fmt: skip
     header = ["case", "run", *STAGES, "total", "target", "= parity"]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
