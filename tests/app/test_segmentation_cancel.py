@@ -1,7 +1,7 @@
 """Cancelling a running segmentation: it stops within seconds and leaves nothing behind.
 
-The image (96×96×48 at 3 mm) is about 12 million voxels on the demo model's 1 mm grid: minutes
-of sliding windows on a CPU, so the job is surely still in its window loop when it is
+The image (160×160×64 at 3 mm) is about 13 million voxels on the demo model's 1.5 mm grid,
+hundreds of windows: a minute or more of sliding windows on a CPU, so the job is surely still in its window loop when it is
 cancelled. The loop reports progress after every forward pass; the job's progress callback
 notices the cancel there.
 """
@@ -18,7 +18,7 @@ STOP_WITHIN_S = 5.0
 def test_a_running_segmentation_is_cancelled_within_seconds_and_leaves_nothing(server):
     client = server.token_client("researcher")
     image = client.post("/api/v1/volumes", params={"name": "big.nii.gz"},
-                        content=nifti_bytes(ct_array(7, (96, 96, 48)), spacing=(3.0, 3.0, 3.0)))  # fmt: skip
+                        content=nifti_bytes(ct_array(7, (160, 160, 64)), spacing=(3.0, 3.0, 3.0)))  # fmt: skip
     assert image.status_code == 201, image.text
     volumes_before, files_before = volume_count(server), set(stored_files(server))
     created = client.post("/api/v1/segmentations", json={"image_id": image.json()["id"]}).json()

@@ -1,7 +1,7 @@
 """The Cancel buttons of the volume page and the segmentation page stop a running segmentation.
 
-The image (96×96×48 at 3 mm, 12 million voxels on the demo model's 1 mm grid) takes minutes
-to segment on a CPU, so the job is still running when the button is pressed.
+The image (160×160×64 at 3 mm, 13 million voxels on the demo model's 1.5 mm grid) takes a
+minute or more to segment on a CPU, so the job is still running when the button is pressed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def test_the_cancel_button_stops_a_running_segmentation(page, web_server):
     client = web_server.login(*researcher)
     try:
         image = client.post("/api/v1/volumes", params={"name": "big.nii.gz"},
-                            content=nifti_bytes(ct_array(3, (96, 96, 48)), spacing=(3.0, 3.0, 3.0)))  # fmt: skip
+                            content=nifti_bytes(ct_array(3, (160, 160, 64)), spacing=(3.0, 3.0, 3.0)))  # fmt: skip
         assert image.status_code == 201, image.text
     finally:
         client.close()
@@ -43,7 +43,7 @@ def test_the_segmentation_page_cancels_its_running_job(page, web_server):
     client = web_server.login(*researcher)
     try:
         image = client.post("/api/v1/volumes", params={"name": "big.nii.gz"},
-                            content=nifti_bytes(ct_array(4, (96, 96, 48)), spacing=(3.0, 3.0, 3.0)))  # fmt: skip
+                            content=nifti_bytes(ct_array(4, (160, 160, 64)), spacing=(3.0, 3.0, 3.0)))  # fmt: skip
         assert image.status_code == 201, image.text
         created = client.post("/api/v1/segmentations", json={"image_id": image.json()["id"]})
         assert created.status_code == 202, created.text
