@@ -90,7 +90,9 @@ export function showJob(block, job) {
   badge.textContent = job.status;
   badge.className = `badge ${job.status}`;
   const percent = `${Math.round((job.status === "succeeded" ? 1 : job.progress) * 100)} %`;
-  const text = job.error ? `${percent} · ${job.error}` : `${percent}${job.message ? ` · ${job.message}` : ""}`;
+  // A queued job's message is "queued", which the badge and the queue position already say.
+  const note = job.status === "queued" && job.message === "queued" ? "" : job.message;
+  const text = job.error ? `${percent} · ${job.error}` : `${percent}${note ? ` · ${note}` : ""}`;
   message.textContent = text;
   const timing = block.querySelector(".job-eta");
   if (timing) {
