@@ -89,7 +89,13 @@ class Volume:
 # --------------------------------------------------------------------------- validation
 
 
-def _check_shape(shape: tuple[int, ...], name: str) -> None:
+def check_shape(shape: tuple[int, ...], name: str) -> None:
+    """The volume rules every loader applies: 3-D, each axis within
+    :data:`MIN_AXIS_LENGTH`..:data:`MAX_AXIS_LENGTH`, at most :data:`MAX_VOXELS` voxels.
+
+    Raises:
+        VolumeError: naming ``name`` and the rule broken.
+    """
     if len(shape) != 3:
         raise VolumeError(f"{name} must be 3-D, got {len(shape)}-D shape {tuple(shape)}")
     for axis, length in enumerate(shape):
@@ -192,7 +198,7 @@ def validate_image(array: np.ndarray, *, name: str = "image") -> None:
     dtype = array.dtype
     if dtype == np.bool_ or not np.issubdtype(dtype, np.number) or dtype.kind == "c":
         raise VolumeError(f"{name} must hold real numbers, got dtype {dtype}")
-    _check_shape(array.shape, name)
+    check_shape(array.shape, name)
     if dtype.kind == "f":
         finite = np.isfinite(array)
         if not finite.all():
@@ -306,7 +312,7 @@ def _nifti_shape(header, path: Path) -> tuple[int, int, int]:
             f"{path}: image must be 3-D, got {len(shape)}-D shape {shape}; only extra axes of "
             "length 1 (e.g. a 4th axis of size 1) are accepted and squeezed"
         )
-    _check_shape(shape, f"{path}: image")
+    check_shape(shape, f"{path}: image")
     pixdim = [float(v) for v in header["pixdim"][1:4]]
     if not all(np.isfinite(v) and v > 0 for v in pixdim):
         raise VolumeError(f"{path}: voxel size (pixdim) must be > 0 mm, got {tuple(pixdim)}")

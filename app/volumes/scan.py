@@ -21,9 +21,7 @@ import numpy as np
 
 from syntumor_core.errors import VolumeError
 from syntumor_core.volume import (
-    MAX_AXIS_LENGTH,
-    MAX_VOXELS,
-    MIN_AXIS_LENGTH,
+    check_shape,
     check_voxel_type,
     read_nifti_header,
 )
@@ -106,14 +104,10 @@ def _data_shape(header, name: str) -> tuple[int, int, int]:
             f"{name}: a CT volume must be 3-D, got {len(shape)}-D shape {shape}; only extra "
             "axes of length 1 are accepted"
         )
-    for axis, length in enumerate(shape):
-        if not MIN_AXIS_LENGTH <= length <= MAX_AXIS_LENGTH:
-            raise NiftiScanError(
-                f"{name}: {length} voxels along axis {axis} (shape {shape}); each axis must "
-                f"hold {MIN_AXIS_LENGTH}..{MAX_AXIS_LENGTH} voxels"
-            )
-    if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
-        raise NiftiScanError(f"{name}: shape {shape} exceeds the limit of {MAX_VOXELS} voxels")
+    try:
+        check_shape(shape, name)  # the core's rule, the one every loader applies
+    except VolumeError as error:
+        raise NiftiScanError(str(error)) from None
     pixdim = [float(v) for v in header["pixdim"][1:4]]
     if not all(np.isfinite(v) and v > 0 for v in pixdim):
         raise NiftiScanError(f"{name}: voxel size (pixdim) must be > 0 mm, got {tuple(pixdim)}")

@@ -13,15 +13,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.testclient import TestClient
 
-from app.main import create_app
 from app.registry.catalog import _NAME_RULE as MODEL_NAME_RULE
-from app.settings import Settings
 from app.studies.schemas import EXPORTS, PLOTS
 from app.studies.service import FEATURES
 from syntumor_core.models import ARCHITECTURES
 from syntumor_core.synthesis import ORGAN_PROFILES, PROFILES
+from tests.app.openapi_support import component, load_spec, operations
 
 OURS = re.compile(r"^/api/v1/(studies|reader|admin)\b")
 ERROR_REF = "#/components/schemas/ErrorBody"
@@ -44,23 +42,14 @@ NO_403 = {("GET", "/api/v1/reader"), ("GET", "/api/v1/reader/cases/{token}")} | 
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> dict:
-    folder = tmp_path_factory.mktemp("schema")
-    app = create_app(Settings(data_dir=folder, embedded_worker=False), start_worker=False)
-    with TestClient(app) as client:  # the lifespan migrates the (empty) database
-        answer = client.get("/openapi.json")
-    assert answer.status_code == 200
-    return answer.json()
+    return load_spec(tmp_path_factory.mktemp("schema"))
 
 
 def _operations(spec: dict):
-    for path, methods in spec["paths"].items():
-        if OURS.match(path):
-            for method, operation in methods.items():
-                yield method.upper(), path, operation
+    return operations(spec, OURS)
 
 
-def _schema(spec: dict, ref: str) -> dict:
-    return spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+_schema = component
 
 
 def _success(operation: dict) -> list[tuple[str, dict]]:
