@@ -351,7 +351,7 @@ async def job_events(
             if points:
                 cursor = points[-1]["id"]
                 yield f"id: {cursor}\nevent: points\ndata: {json.dumps({'points': points})}\n\n"
-            comparable = {k: v for k, v in state.items() if k != "eta_s"}
+            comparable = {k: v for k, v in state.items() if k != "eta_seconds"}
             if comparable != last_state:
                 last_state = comparable
                 yield f"event: state\ndata: {json.dumps(state)}\n\n"

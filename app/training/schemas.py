@@ -173,11 +173,11 @@ class RunOut(_Out):
 
 
 class AdminJobOut(JobOut):
-    """A training or evaluation job with its configuration, process, ETA and log tail."""
+    """A training or evaluation job with its configuration, process and log tail; its
+    ``eta_seconds`` comes from the run's own pace (steps done per second) once it has one."""
 
     params: dict[str, Any] = Field(description="The request body it was queued with.")
     run: RunOut | None
-    eta_s: float | None = Field(description="Seconds left, from the pace so far.")
     finished: bool
     log_tail: str | None = Field(
         None, description="The last lines of the log (single jobs and events, not lists)."

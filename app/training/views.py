@@ -116,11 +116,13 @@ def admin_job_json(
 ) -> dict[str, Any]:
     """A job with its configuration, run, ETA and (optionally) the tail of its log."""
     run = run_for(session, job.id)
+    base = job_json(job)
+    pace = eta_seconds(session, job, run)  # a training's own pace beats the generic estimate
     data = {
-        **job_json(job),
+        **base,
+        "eta_seconds": round(pace) if pace is not None else base["eta_seconds"],
         "params": job.params,
         "run": run_json(run, gpus),
-        "eta_s": eta_seconds(session, job, run),
         "finished": job.status in FINISHED_STATUSES,
     }
     if with_log:

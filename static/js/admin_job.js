@@ -58,7 +58,7 @@ function applyState(job) {
   document.body.dataset.jobStatus = job.status;
   $("job-progress").value = job.progress;
   $("job-percent").textContent = `${Math.round(job.progress * 100)}%`;
-  $("job-eta").textContent = job.eta_s !== null && job.eta_s !== undefined ? `about ${formatDuration(job.eta_s)} left` : "";
+  $("job-eta").textContent = job.eta_seconds !== null && job.eta_seconds !== undefined ? `about ${formatDuration(job.eta_seconds)} left` : "";
   $("job-message").textContent = job.message || "";
   $("job-error").textContent = job.error && job.status !== "cancelled" ? job.error : "";
   $("stop-button").disabled = job.finished;
